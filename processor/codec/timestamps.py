@@ -1,0 +1,79 @@
+"""ISO-8601 text <-> epoch milliseconds, the two forms of `occurred_at`.
+
+Inside the processor a time is an `int` of milliseconds since the epoch, UTC (what Avro's
+timestamp-millis carries): cheap to compare and bucket, and free of time zones. Files and the CLI
+speak ISO-8601 (`2026-10-05T12:00:00Z`). The conversion is exact integer arithmetic, so a
+round trip never drifts, and the allowed range is what ISO can write (years 0001-9999).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_DAY_MS = 86_400_000
+
+#: The smallest and largest `occurred_at` that ISO-8601 (years 0001-9999) can express.
+MIN_MILLIS = (date(1, 1, 1).toordinal() - _EPOCH_ORDINAL) * _DAY_MS
+MAX_MILLIS = (date(9999, 12, 31).toordinal() - _EPOCH_ORDINAL + 1) * _DAY_MS - 1
+
+# ASCII digits only: `\d` would also accept other scripts' digits.
+_ISO = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?:\.([0-9]{1,9}))?(Z|z|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def parse_iso_millis(text: str) -> int:
+    """Epoch milliseconds of an ISO-8601 timestamp with an explicit offset (`Z` or `+hh:mm`).
+
+    A time without an offset is refused rather than guessed. Digits beyond milliseconds are
+    floored, like every other rounding in the program. Raises ValueError with the reason.
+    """
+    m = _ISO.fullmatch(text)
+    if m is None:
+        raise ValueError(f"{text!r} is not an ISO-8601 UTC timestamp like 2026-10-05T12:00:00Z")
+    year, month, day, hour, minute, second, fraction, offset = m.groups()
+    try:
+        ordinal = date(int(year), int(month), int(day)).toordinal()
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None
+    h, mi, s = int(hour), int(minute), int(second)
+    if h > 23 or mi > 59 or s > 59:
+        raise ValueError(f"{text!r}: time of day out of range")
+    millis = (ordinal - _EPOCH_ORDINAL) * _DAY_MS + ((h * 60 + mi) * 60 + s) * 1000
+    if fraction:
+        millis += int((fraction + "00")[:3])
+    if offset not in ("Z", "z"):
+        oh, om = int(offset[1:3]), int(offset[4:6])
+        if oh > 23 or om > 59:
+            raise ValueError(f"{text!r}: offset out of range")
+        shift = (oh * 60 + om) * 60_000
+        millis -= shift if offset[0] == "+" else -shift
+    if not MIN_MILLIS <= millis <= MAX_MILLIS:
+        raise ValueError(f"{text!r}: outside years 0001-9999 in UTC")
+    return millis
+
+
+def format_iso_millis(millis: int) -> str:
+    """The canonical text of a time: UTC with `Z`, seconds unless there are milliseconds."""
+    if not MIN_MILLIS <= millis <= MAX_MILLIS:
+        raise ValueError(f"{millis} ms is outside years 0001-9999")
+    seconds, ms = divmod(millis, 1000)
+    t = _EPOCH + timedelta(seconds=seconds)
+    # f-string rather than strftime: strftime("%Y") does not zero-pad years below 1000 on glibc.
+    text = f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
+    return f"{text}.{ms:03d}Z" if ms else f"{text}Z"
+
+
+def datetime_to_millis(value: datetime) -> int:
+    """Epoch milliseconds of an aware datetime (floored); a naive one is refused, not assumed UTC."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("a datetime without tzinfo is ambiguous; use UTC")
+    delta = value - _EPOCH
+    millis = (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    if not MIN_MILLIS <= millis <= MAX_MILLIS:
+        raise ValueError("outside years 0001-9999 in UTC")
+    return millis

@@ -1,0 +1,173 @@
+"""Configuration of the incentive processor, read from environment variables.
+
+Every process of the project (the Faust worker, the CLI, the local stack, the tests) reads its
+settings through :func:`load_settings`; nothing else looks at ``INCENTIVES_*`` variables.
+
+| Variable | Meaning | Default |
+|---|---|---|
+| `INCENTIVES_HOME` | State directory of the local stack: logs, pid files, ClickHouse data, worker data | `.incentives` under the current directory |
+| `INCENTIVES_KAFKA_PORT` | Port of the local broker (Tansu) | `9092` |
+| `INCENTIVES_KAFKA_BOOTSTRAP` | Kafka bootstrap servers, `host:port[,host:port]` | `127.0.0.1:{INCENTIVES_KAFKA_PORT}` |
+| `INCENTIVES_CLICKHOUSE_HOST` | ClickHouse host | `127.0.0.1` |
+| `INCENTIVES_CLICKHOUSE_PORT` | ClickHouse native (TCP) port | `9000` |
+| `INCENTIVES_CLICKHOUSE_HTTP_PORT` | ClickHouse HTTP port | `8123` |
+| `INCENTIVES_CLICKHOUSE_DATABASE` | ClickHouse database of the projections | `incentives` |
+| `INCENTIVES_CLICKHOUSE_USER` | ClickHouse user | `default` |
+| `INCENTIVES_CLICKHOUSE_PASSWORD` | ClickHouse password | empty |
+| `INCENTIVES_WEB_HOST` | Address the worker's web server binds to | `127.0.0.1` |
+| `INCENTIVES_WEB_PORT` | Faust worker web port; Prometheus metrics at `/metrics` | `6066` |
+| `INCENTIVES_PARTITIONS` | Partitions of every topic | `4` |
+| `INCENTIVES_PROGRAM` | Program rules (YAML); relative paths are resolved against the repository root | `deploy/programs/default.yaml` |
+| `INCENTIVES_APP_ID` | Faust application id (consumer group, changelog topic prefix) | `incentives` |
+
+Example::
+
+    INCENTIVES_KAFKA_PORT=19092 INCENTIVES_WEB_PORT=16066 incentives dev up
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+#: Root of the repository (the directory holding ``processor/`` and ``deploy/``).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+ENV_PREFIX = "INCENTIVES_"
+
+DEFAULT_HOME = ".incentives"
+DEFAULT_KAFKA_PORT = 9092
+DEFAULT_CLICKHOUSE_HOST = "127.0.0.1"
+DEFAULT_CLICKHOUSE_PORT = 9000
+DEFAULT_CLICKHOUSE_HTTP_PORT = 8123
+DEFAULT_CLICKHOUSE_DATABASE = "incentives"
+DEFAULT_CLICKHOUSE_USER = "default"
+DEFAULT_CLICKHOUSE_PASSWORD = ""
+DEFAULT_WEB_HOST = "127.0.0.1"
+DEFAULT_WEB_PORT = 6066
+DEFAULT_PARTITIONS = 4
+DEFAULT_PROGRAM = "deploy/programs/default.yaml"
+DEFAULT_APP_ID = "incentives"
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of one process. Build with :func:`load_settings`; derive variants with
+    :meth:`replace` (e.g. other ports for tests)."""
+
+    home: Path
+    kafka_port: int
+    kafka_bootstrap: str
+    clickhouse_host: str
+    clickhouse_port: int
+    clickhouse_http_port: int
+    clickhouse_database: str
+    clickhouse_user: str
+    clickhouse_password: str
+    web_host: str
+    web_port: int
+    partitions: int
+    program: Path
+    app_id: str
+
+    # ----------------------------------------------------------------- derived values
+    @property
+    def kafka_broker_url(self) -> str:
+        """The bootstrap servers as Faust wants them: ``kafka://h1:p1;h2:p2``."""
+        return "kafka://" + ";".join(s.strip() for s in self.kafka_bootstrap.split(",") if s.strip())
+
+    @property
+    def kafka_bootstrap_servers(self) -> list[str]:
+        """The bootstrap servers as kafka-python / aiokafka want them."""
+        return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
+
+    @property
+    def clickhouse_http_url(self) -> str:
+        return f"http://{self.clickhouse_host}:{self.clickhouse_http_port}"
+
+    @property
+    def web_url(self) -> str:
+        host = "127.0.0.1" if self.web_host in ("0.0.0.0", "") else self.web_host
+        return f"http://{host}:{self.web_port}"
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some fields changed. Changing ``kafka_port`` alone also moves
+        ``kafka_bootstrap`` when that was the default ``127.0.0.1:{old port}``."""
+        if (
+            "kafka_port" in changes
+            and "kafka_bootstrap" not in changes
+            and self.kafka_bootstrap == f"127.0.0.1:{self.kafka_port}"
+        ):
+            changes["kafka_bootstrap"] = f"127.0.0.1:{changes['kafka_port']}"
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as ``INCENTIVES_*`` variables (absolute paths), for child processes:
+        ``load_settings(settings.as_env()) == settings``."""
+        return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(ENV_PREFIX + name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} is not an integer") from None
+    if value <= 0:
+        raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} must be positive")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value > 65535:
+        raise ConfigError(f"{ENV_PREFIX}{name}={value} is not a TCP port (1-65535)")
+    return value
+
+
+def _str(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(ENV_PREFIX + name)
+    return default if raw is None or raw.strip() == "" else raw.strip()
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, cwd: Path | None = None) -> Settings:
+    """Read the settings from ``env`` (default ``os.environ``). Relative ``INCENTIVES_HOME`` is
+    resolved against ``cwd`` (default: the current directory), a relative ``INCENTIVES_PROGRAM``
+    against the repository root. Raises :class:`ConfigError` on unusable values."""
+    env = os.environ if env is None else env
+    base = Path.cwd() if cwd is None else Path(cwd)
+
+    home = Path(_str(env, "HOME", DEFAULT_HOME)).expanduser()
+    if not home.is_absolute():
+        home = base / home
+
+    program = Path(_str(env, "PROGRAM", DEFAULT_PROGRAM)).expanduser()
+    if not program.is_absolute():
+        program = REPO_ROOT / program
+
+    kafka_port = _port(env, "KAFKA_PORT", DEFAULT_KAFKA_PORT)
+    return Settings(
+        home=home.resolve(),
+        kafka_port=kafka_port,
+        kafka_bootstrap=_str(env, "KAFKA_BOOTSTRAP", f"127.0.0.1:{kafka_port}"),
+        clickhouse_host=_str(env, "CLICKHOUSE_HOST", DEFAULT_CLICKHOUSE_HOST),
+        clickhouse_port=_port(env, "CLICKHOUSE_PORT", DEFAULT_CLICKHOUSE_PORT),
+        clickhouse_http_port=_port(env, "CLICKHOUSE_HTTP_PORT", DEFAULT_CLICKHOUSE_HTTP_PORT),
+        clickhouse_database=_str(env, "CLICKHOUSE_DATABASE", DEFAULT_CLICKHOUSE_DATABASE),
+        clickhouse_user=_str(env, "CLICKHOUSE_USER", DEFAULT_CLICKHOUSE_USER),
+        # an empty password is a valid value: take it as given
+        clickhouse_password=env.get(ENV_PREFIX + "CLICKHOUSE_PASSWORD", DEFAULT_CLICKHOUSE_PASSWORD),
+        web_host=_str(env, "WEB_HOST", DEFAULT_WEB_HOST),
+        web_port=_port(env, "WEB_PORT", DEFAULT_WEB_PORT),
+        partitions=_int(env, "PARTITIONS", DEFAULT_PARTITIONS),
+        program=program.resolve(),
+        app_id=_str(env, "APP_ID", DEFAULT_APP_ID),
+    )

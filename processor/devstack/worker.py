@@ -1,0 +1,126 @@
+"""The Faust worker of ``processor.stream.app``, run as a background process.
+
+``python -m faust -A processor.stream.app worker -l warn --web-port {INCENTIVES_WEB_PORT}
+--web-bind 127.0.0.1 --web-host 127.0.0.1``, with the settings passed down as ``INCENTIVES_*``
+variables (absolute paths), log and pid file in ``$INCENTIVES_HOME/worker/``.
+Ready when ``GET http://127.0.0.1:{web_port}/ready`` answers 200.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from processor.config import REPO_ROOT, Settings
+from processor.devstack import proc
+from processor.devstack.ports import PortWanted, check_ports_free
+
+NAME = "worker"
+APP_MODULE = "processor.stream.app"
+MARKER = f"-A {APP_MODULE} worker"
+HOST = "127.0.0.1"
+READY_TIMEOUT = 90.0
+#: Faust accepts crit|error|warn|info|debug (``warning`` is rejected).
+LOG_LEVEL = "warn"
+#: Until the app serves ``/ready``, a 404 from Faust's web server counts as ready.
+#: Set to False once the page exists, so that only 200 counts.
+ACCEPT_MISSING_READY_PAGE = True
+
+
+def directory(settings: Settings) -> Path:
+    return settings.home / "worker"
+
+
+def pid_file(settings: Settings) -> Path:
+    return directory(settings) / "worker.pid"
+
+
+def log_file(settings: Settings) -> Path:
+    return directory(settings) / "worker.log"
+
+
+def address(settings: Settings) -> str:
+    return f"http://{HOST}:{settings.web_port} (/metrics, /ready)"
+
+
+def wanted_ports(settings: Settings) -> list[PortWanted]:
+    return [PortWanted(NAME, HOST, settings.web_port, "INCENTIVES_WEB_PORT")]
+
+
+def running(settings: Settings) -> int | None:
+    return proc.running_pid(pid_file(settings), MARKER)
+
+
+def argv(settings: Settings) -> list[str]:
+    return [
+        sys.executable, "-m", "faust", "-A", APP_MODULE, "worker",
+        "-l", LOG_LEVEL,
+        "--web-port", str(settings.web_port),
+        "--web-bind", HOST,
+        "--web-host", HOST,
+    ]
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    """The caller's environment, plus the settings and the repository on PYTHONPATH."""
+    env = dict(os.environ)
+    env.update(settings.as_env())
+    env["INCENTIVES_WEB_HOST"] = HOST
+    path = env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + path if path else "")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def ready_status(settings: Settings, timeout: float = 2.0) -> int | None:
+    """HTTP status of ``/ready``, or None if nothing answers."""
+    url = f"http://{HOST}:{settings.web_port}/ready"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def is_ready(settings: Settings) -> bool:
+    status = ready_status(settings)
+    return status == 200 or (ACCEPT_MISSING_READY_PAGE and status == 404)
+
+
+def app_available() -> bool:
+    try:
+        return importlib.util.find_spec(APP_MODULE) is not None
+    except ImportError:
+        return False
+
+
+def start(settings: Settings, timeout: float = READY_TIMEOUT) -> int:
+    """Start the worker (the caller checked it is not running) and wait until ``/ready``.
+    Returns its pid. On failure the worker is stopped and the error shows the log's tail."""
+    if not app_available():
+        raise proc.StartError(
+            f"the worker cannot start: the Faust app module {APP_MODULE} "
+            f"({REPO_ROOT / 'processor' / 'stream' / 'app.py'}) does not exist yet"
+        )
+    check_ports_free(wanted_ports(settings))
+    directory(settings).mkdir(parents=True, exist_ok=True)
+    p = proc.spawn(argv(settings), log_file=log_file(settings), pid_file=pid_file(settings),
+                   env=environment(settings), cwd=directory(settings))
+    try:
+        proc.wait_until(lambda: is_ready(settings), timeout=timeout, interval=0.25,
+                        what=f"the Faust worker ({address(settings)})", proc=p, log_file=log_file(settings))
+    except proc.StartError:
+        proc.stop_pid(p.pid, timeout=10, name="worker")
+        pid_file(settings).unlink(missing_ok=True)
+        raise
+    return p.pid
+
+
+def stop(settings: Settings, timeout: float = 30.0) -> str:
+    return proc.stop_pid_file(pid_file(settings), MARKER, timeout=timeout, name="worker")

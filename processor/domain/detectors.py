@@ -1,0 +1,99 @@
+"""Per-partner anomaly detectors (stage 1): they need only the partner's own history.
+
+Cross-partner detectors (duplicate order across partners, deal conflict, self-dealing) live in
+`crosspartner.py`, keyed by order or customer instead of partner.
+"""
+from __future__ import annotations
+
+from .holds import hold_rebate
+from .outcome import Step
+from .state import PartnerState, SaleMark
+from .timeutil import MS_DAY, MS_HOUR, MS_MINUTE, days_in_month, month_start_ms, month_to_period
+
+
+def near_duplicate(step: Step, st: PartnerState, sale: SaleMark) -> None:
+    window = step.program.near_duplicate_ms
+    for earlier in st.recent_sales:
+        if (earlier.customer_id == sale.customer_id and earlier.sku == sale.sku
+                and earlier.amount_cents == sale.amount_cents and earlier.order_id != sale.order_id
+                and abs(earlier.occurred_ms - sale.occurred_ms) <= window):
+            alert = step.raise_alert(st, "near_duplicate_order", step.event_id,
+                                     f"order {sale.order_id} repeats customer {sale.customer_id}, sku "
+                                     f"{sale.sku}, {sale.amount_cents} cents of order {earlier.order_id}")
+            if alert:
+                step.publish_alert(st, alert)
+            return
+
+
+def velocity(step: Step, st: PartnerState, sale: SaleMark) -> None:
+    v = step.program.velocity
+    t = sale.occurred_ms
+    hour = t // MS_HOUR
+    if hour in st.velocity_hours or t - st.enrolled_ms < v["min_enrolled_days"] * MS_DAY:
+        return
+    window_start = t - v["window_minutes"] * MS_MINUTE
+    baseline_start = window_start - v["baseline_days"] * MS_DAY
+    in_window = [s for s in st.recent_sales if window_start < s.occurred_ms <= t]
+    points = sum(s.sale_points for s in in_window)
+    baseline = sum(s.sale_points for s in st.recent_sales if baseline_start < s.occurred_ms <= window_start)
+    hours = v["baseline_days"] * 24
+    # points > factor x (baseline / hours), in integers
+    if len(in_window) >= v["min_sales"] and points > v["min_points"] and points * hours > v["baseline_factor"] * baseline:
+        st.velocity_hours.add(hour)
+        alert = step.raise_alert(st, "velocity_spike", step.event_id,
+                                 f"{len(in_window)} sales for {points} points in 60 minutes; "
+                                 f"baseline {baseline} points in the {v['baseline_days']} days before")
+        if alert:
+            step.publish_alert(st, alert)
+
+
+def prune_recent_sales(step: Step, st: PartnerState) -> None:
+    """Keep the sales the detectors can still look at (the velocity baseline is the longest window)."""
+    v = step.program.velocity
+    horizon = v["baseline_days"] * MS_DAY + v["window_minutes"] * MS_MINUTE + MS_DAY
+    newest = max(s.occurred_ms for s in st.recent_sales)
+    if st.recent_sales[0].occurred_ms < newest - horizon:
+        st.recent_sales = [s for s in st.recent_sales if s.occurred_ms >= newest - horizon]
+
+
+def channel_stuffing(step: Step, st: PartnerState, month: int) -> bool:
+    cs = step.program.channel_stuffing
+    stats = st.months.get(month)
+    net = stats.net_cents if stats else 0
+    if net < cs["min_net_sales_cents"]:
+        return False
+    history = cs["history_months"]
+    reasons = []
+    if st.enrolled_ms <= month_start_ms(month - history):
+        previous = sum(st.months[m].net_cents for m in range(month - history, month) if m in st.months)
+        if net * history > cs["history_factor"] * previous:
+            reasons.append(f"net {net} cents > {cs['history_factor']}x the average of {previous} cents "
+                           f"over the {history} previous months")
+    last = stats.last_days_gross_cents if stats else 0
+    if last * 100 > cs["last_days_pct"] * net:
+        reasons.append(f"{last} cents in the last {cs['last_days']} days > {cs['last_days_pct']}% of "
+                       f"net {net} cents")
+    if not reasons:
+        return False
+    alert = step.raise_alert(st, "channel_stuffing", step.event_id,
+                             f"{month_to_period(month)}: " + "; ".join(reasons))
+    if alert:
+        hold_rebate(step, st, alert, month_to_period(month))
+        step.publish_alert(st, alert)
+    return True
+
+
+def return_spike(step: Step, st: PartnerState, month: int) -> None:
+    rs = step.program.return_spike
+    returns = st.months[month].returns_cents if month in st.months else 0
+    prev_gross = st.months[month - 1].gross_cents if month - 1 in st.months else 0
+    if prev_gross >= rs["min_previous_gross_cents"] and returns * 100 > rs["returns_pct"] * prev_gross:
+        alert = step.raise_alert(st, "return_spike", step.event_id,
+                                 f"{month_to_period(month)}: returns {returns} cents > {rs['returns_pct']}% "
+                                 f"of previous month's gross {prev_gross} cents")
+        if alert:
+            step.publish_alert(st, alert)
+
+
+def is_last_days(program_last_days: int, month: int, day: int) -> bool:
+    return day > days_in_month(month) - program_last_days

@@ -1,0 +1,382 @@
+"""The ClickHouse sink: turns the output records into rows and writes them, one INSERT per batch.
+
+Why duplicates are harmless. Delivery is at least once: a worker that crashes after writing a
+batch but before committing its Kafka offsets writes the batch again, and an INSERT that times out
+may or may not have landed, so the sink retries it. ClickHouse 18.16 (the local server) has no
+insert deduplication for plain MergeTree tables (no ``insert_deduplication_token``, no
+``non_replicated_deduplication_window``), so exactness cannot come from the insert. It comes from
+the data instead: every table is a ``ReplacingMergeTree`` whose sorting key is the record's
+deterministic id (``event_id``, ``(partner_id, seq)``, ``alert_id``, ...), every delivery of a record
+carries the same id and content, and queries read with ``FINAL`` (or aggregate by the id), which
+collapses the copies that background merges have not removed yet. Where a record changes state
+(alerts), the table's ``version`` column makes the latest state win in whatever order the copies
+arrive. So a retry or a replay can only add copies, never change a sum.
+
+Why the caller's offsets are safe. ``write`` returns only when the batch is in ClickHouse; while
+the server is unreachable it retries with backoff for up to ``max_wait`` seconds and then raises
+``SinkUnavailable``. The caller (a Faust agent) acks its Kafka batch only after ``write`` returned,
+so nothing is lost: Kafka holds the backlog and the sink catches up. ``write`` blocks (the driver is
+synchronous); async callers run it in an executor.
+
+The ``*_row`` functions are pure: a record of docs/records.md in, a dict of typed column values out
+(ISO or epoch-millisecond times become timezone-aware UTC datetimes). They accept their own output,
+so ``write`` applies them to whatever it is given.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from clickhouse_driver import Client
+from clickhouse_driver import errors as ch_errors
+from prometheus_client import Counter
+
+from projections.migrate import check_identifier
+from projections.migrate import client as make_client
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+SINK_BATCHES = Counter("incentives_sink_batches", "Batches written to ClickHouse", ["table"])
+SINK_ROWS = Counter("incentives_sink_rows", "Rows written to ClickHouse (copies included)", ["table"])
+SINK_FAILURES = Counter(
+    "incentives_sink_failures", "Failed ClickHouse insert attempts (each retry counts)", ["table"]
+)
+
+# Column order of each table, as in projections/sql/ (checked by tests/unit/test_projection_sql.py).
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "events": (
+        "event_id", "event_type", "partner_id", "occurred_at", "source", "payload",
+        "kafka_topic", "kafka_partition", "kafka_offset",
+    ),
+    "ledger": (
+        "entry_id", "partner_id", "seq", "account", "kind", "delta_available", "delta_held",
+        "balance_available", "balance_held", "rule_id", "rules_version", "source_event_id",
+        "occurred_at", "explanation", "prev_hash", "hash",
+    ),
+    "tier_changes": (
+        "change_id", "partner_id", "from_tier", "to_tier", "reason", "source_event_id",
+        "occurred_at", "rules_version",
+    ),
+    "alerts": (
+        "alert_id", "alert_type", "severity", "partner_id", "trigger_event_id", "hold_order_id",
+        "evidence", "status", "version", "occurred_at", "resolved_by", "held_points",
+    ),
+    "redemptions": (
+        "redemption_id", "partner_id", "decision", "reason", "reward", "points", "source_event_id",
+        "occurred_at",
+    ),
+    "rejections": ("event_id", "reason", "partner_id", "event_type", "occurred_at", "source", "raw"),
+}
+
+# ClickHouse error codes worth retrying: the server is up but overloaded or slow.
+_TRANSIENT_SERVER_CODES = frozenset({
+    159,  # TIMEOUT_EXCEEDED
+    202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+    209,  # SOCKET_TIMEOUT
+    210,  # NETWORK_ERROR
+    241,  # MEMORY_LIMIT_EXCEEDED
+    252,  # TOO_MANY_PARTS
+})
+
+
+class SinkUnavailable(RuntimeError):
+    """ClickHouse stayed unreachable for ``max_wait`` seconds; the batch was not acknowledged."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversions
+
+
+def to_datetime(value: Any) -> datetime:
+    """An aware UTC datetime, floored to the second, from ISO text, epoch milliseconds or datetime.
+
+    Naive datetimes are taken as UTC (the driver would otherwise read them in local time).
+    """
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    elif isinstance(value, bool):
+        raise TypeError(f"not a time: {value!r}")
+    elif isinstance(value, (int, float)):
+        moment = datetime.fromtimestamp(int(value) // 1000, tz=timezone.utc)
+    elif isinstance(value, str):
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+    else:
+        raise TypeError(f"not a time: {value!r}")
+    return moment.astimezone(timezone.utc).replace(microsecond=0)
+
+
+def iso_seconds(value: Any) -> str:
+    """The record form of a time, ``2026-10-05T12:00:00Z``."""
+    return to_datetime(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return raw_text(value)
+    return str(value)
+
+
+def raw_text(value: Any) -> str:
+    """Original message bytes as text: UTF-8 if they are, else ``base64:`` + base64 (Avro)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    data = bytes(value)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(data).decode("ascii")
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or value is None:
+        raise TypeError(f"not an integer: {value!r}")
+    return int(value)
+
+
+def _pick(record: Mapping[str, Any], name: str) -> Any:
+    try:
+        return record[name]
+    except KeyError:
+        raise ValueError(f"record has no field {name!r}: {dict(record)!r}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Record -> row mappings (pure)
+
+
+def event_row(
+    event: Mapping[str, Any], json_line: str | bytes | None, topic: str, partition: int, offset: int
+) -> Row:
+    """A decoded input event and where it was read. ``json_line`` is the event's JSON line form;
+    when None it is built from ``event`` (sorted keys, ``occurred_at`` as ISO text)."""
+    if json_line is None:
+        line_form = dict(event)
+        line_form["occurred_at"] = iso_seconds(_pick(event, "occurred_at"))
+        json_line = json.dumps(line_form, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return {
+        "event_id": _text(_pick(event, "event_id")),
+        "event_type": _text(_pick(event, "event_type")),
+        "partner_id": _text(_pick(event, "partner_id")),
+        "occurred_at": to_datetime(_pick(event, "occurred_at")),
+        "source": _text(event.get("source")) or "unknown",
+        "payload": raw_text(json_line),
+        "kafka_topic": _text(topic),
+        "kafka_partition": _int(partition),
+        "kafka_offset": _int(offset),
+    }
+
+
+def _event_row_again(row: Mapping[str, Any]) -> Row:
+    """``write("events", ...)`` takes rows made by ``event_row`` (they need the Kafka position)."""
+    return event_row(
+        row, _pick(row, "payload"), _pick(row, "kafka_topic"),
+        _pick(row, "kafka_partition"), _pick(row, "kafka_offset"),
+    )
+
+
+def ledger_row(entry: Mapping[str, Any]) -> Row:
+    row: Row = {}
+    for name in TABLE_COLUMNS["ledger"]:
+        value = _pick(entry, name)
+        if name in ("seq", "delta_available", "delta_held", "balance_available", "balance_held"):
+            row[name] = _int(value)
+        elif name == "occurred_at":
+            row[name] = to_datetime(value)
+        else:
+            row[name] = _text(value)
+    return row
+
+
+def tier_change_row(change: Mapping[str, Any]) -> Row:
+    row = {name: _text(_pick(change, name)) for name in TABLE_COLUMNS["tier_changes"]}
+    row["occurred_at"] = to_datetime(_pick(change, "occurred_at"))
+    return row
+
+
+def alert_row(alert: Mapping[str, Any]) -> Row:
+    hold_order_id = alert.get("hold_order_id")
+    return {
+        "alert_id": _text(_pick(alert, "alert_id")),
+        "alert_type": _text(_pick(alert, "alert_type")),
+        "severity": _text(_pick(alert, "severity")),
+        "partner_id": _text(_pick(alert, "partner_id")),
+        "trigger_event_id": _text(_pick(alert, "trigger_event_id")),
+        "hold_order_id": None if hold_order_id is None else _text(hold_order_id),
+        "evidence": _text(alert.get("evidence")),
+        "status": _text(_pick(alert, "status")),
+        "version": _int(_pick(alert, "version")),
+        "occurred_at": to_datetime(_pick(alert, "occurred_at")),
+        "resolved_by": _text(alert.get("resolved_by")),
+        "held_points": _int(alert.get("held_points") or 0),
+    }
+
+
+def redemption_row(decision: Mapping[str, Any]) -> Row:
+    row = {name: _text(_pick(decision, name)) for name in TABLE_COLUMNS["redemptions"]}
+    row["points"] = _int(_pick(decision, "points"))
+    row["occurred_at"] = to_datetime(_pick(decision, "occurred_at"))
+    return row
+
+
+def rejection_row(
+    rejection: Mapping[str, Any], source: str | None = None, raw: str | bytes | None = None
+) -> Row:
+    """A rule rejection or a dead-lettered message (its DLQ headers as the dict).
+
+    ``source`` is ``<topic>:<partition>:<offset>`` for a dead letter, and stands in for a missing
+    ``event_id``; ``raw`` is the original message. Both default to the record's own keys.
+    """
+    source = _text(rejection.get("source") if source is None else source)
+    event_id = _text(rejection.get("event_id")) or source
+    if not event_id:
+        raise ValueError(f"rejection has neither event_id nor source: {dict(rejection)!r}")
+    occurred_at = rejection.get("occurred_at")
+    return {
+        "event_id": event_id,
+        "reason": _text(_pick(rejection, "reason")),
+        "partner_id": _text(rejection.get("partner_id")),
+        "event_type": _text(rejection.get("event_type")),
+        "occurred_at": None if occurred_at in (None, "") else to_datetime(occurred_at),
+        "source": source,
+        "raw": raw_text(rejection.get("raw") if raw is None else raw),
+    }
+
+
+ROW_MAPPERS: dict[str, Callable[[Mapping[str, Any]], Row]] = {
+    "events": _event_row_again,
+    "ledger": ledger_row,
+    "tier_changes": tier_change_row,
+    "alerts": alert_row,
+    "redemptions": redemption_row,
+    "rejections": rejection_row,
+}
+
+
+def row_tuples(table: str, records: list[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """The INSERT parameters for ``records``: one tuple per record, in the table's column order."""
+    if table not in TABLE_COLUMNS:
+        raise ValueError(f"unknown projection table {table!r}; known: {sorted(TABLE_COLUMNS)}")
+    mapper, columns = ROW_MAPPERS[table], TABLE_COLUMNS[table]
+    out = []
+    for record in records:
+        row = mapper(record)
+        out.append(tuple(row[name] for name in columns))
+    return out
+
+
+def insert_sql(database: str, table: str) -> str:
+    columns = ", ".join(TABLE_COLUMNS[table])
+    return f"INSERT INTO {check_identifier(database)}.{check_identifier(table)} ({columns}) VALUES"
+
+
+# ---------------------------------------------------------------------------------------------
+# The sink
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, (ch_errors.NetworkError, ch_errors.SocketTimeoutError, EOFError, OSError)):
+        return True
+    if isinstance(exc, ch_errors.ServerException):
+        return exc.code in _TRANSIENT_SERVER_CODES
+    return False
+
+
+class ClickHouseSink:
+    """Writes batches of records into the projection tables of ``settings.clickhouse_database``.
+
+    ``max_wait`` bounds how long one ``write`` keeps retrying an unreachable server (seconds);
+    backoff doubles from ``initial_backoff`` up to ``max_backoff``. ``client_factory``, ``sleep``
+    and ``clock`` are there for tests. Safe to share between threads (one write at a time).
+    """
+
+    def __init__(
+        self,
+        settings: Any,
+        *,
+        max_wait: float = 60.0,
+        initial_backoff: float = 0.2,
+        max_backoff: float = 5.0,
+        client_factory: Callable[[], Client] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.database = check_identifier(settings.clickhouse_database)
+        self.max_wait = max_wait
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self._client_factory = client_factory or (lambda: make_client(settings))
+        self._sleep = sleep
+        self._clock = clock
+        self._client: Client | None = None
+        self._lock = threading.Lock()
+
+    def write(self, table: str, rows: list[Mapping[str, Any]]) -> None:
+        """Insert ``rows`` (records of docs/records.md, or rows from the ``*_row`` functions) into
+        ``table`` in one INSERT. Returns once ClickHouse has them; raises ``SinkUnavailable`` when
+        the server stayed unreachable for ``max_wait`` seconds, ``ValueError`` for a bad record."""
+        if not rows:
+            return
+        params = row_tuples(table, rows)
+        sql = insert_sql(self.database, table)
+        with self._lock:
+            self._insert_with_retry(table, sql, params)
+        SINK_BATCHES.labels(table=table).inc()
+        SINK_ROWS.labels(table=table).inc(len(params))
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_client()
+
+    def _insert_with_retry(self, table: str, sql: str, params: list[tuple[Any, ...]]) -> None:
+        deadline = self._clock() + self.max_wait
+        delay = self.initial_backoff
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if self._client is None:
+                    self._client = self._client_factory()
+                self._client.execute(sql, params)
+                if attempt > 1:
+                    log.info("clickhouse sink: %s batch written after %d attempts", table, attempt)
+                return
+            except Exception as exc:
+                if not _is_transient(exc):
+                    raise
+                SINK_FAILURES.labels(table=table).inc()
+                self._drop_client()
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    raise SinkUnavailable(
+                        f"ClickHouse unreachable for {self.max_wait:g} s writing {len(params)} rows "
+                        f"to {self.database}.{table} ({attempt} attempts): {exc}"
+                    ) from exc
+                log.warning(
+                    "clickhouse sink: %s insert failed (attempt %d), retrying in %.2f s: %s",
+                    table, attempt, min(delay, remaining), exc,
+                )
+                self._sleep(min(delay, remaining))
+                delay = min(delay * 2, self.max_backoff)
+
+    def _drop_client(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.disconnect()
+            except Exception:  # noqa: BLE001 - a broken connection may fail to close; drop it anyway
+                pass
+            self._client = None
