@@ -1,0 +1,120 @@
+"""Replay of the recorded `partner-events` log, and `--verify` against the live system.
+
+Each partition is read from its first offset and folded in offset order with the same code as the
+live stage-1 agent; recorded `AnomalyDetected` events are honoured and stage 2 is not re-run, so the
+result equals what the live system computed. `verify` then lists every difference between that
+result and the live system (ClickHouse `ledger` and the worker's partner state).
+"""
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections import defaultdict
+from typing import Any, Callable, Iterator
+
+from kafka import KafkaConsumer, TopicPartition
+
+from processor import topics
+from processor.codec import InvalidEvent, decode
+from processor.domain.ledger import verify_chain
+from processor.domain.program import Program
+from processor.replay import Replayer
+
+
+def read_log(bootstrap: list[str], topic: str = topics.PARTNER_EVENTS, idle_polls: int = 3,
+             on_progress: Callable[[int], None] | None = None) -> dict[int, list[tuple[int, bytes]]]:
+    """Every record of `topic`, per partition in offset order. Stops after `idle_polls` empty polls
+    with every partition at its high watermark (the broker's end_offsets() cannot be trusted)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                             max_poll_records=10_000, fetch_max_bytes=64 * 1024 * 1024)
+    try:
+        parts = sorted(consumer.partitions_for_topic(topic) or [])
+        if not parts:
+            raise RuntimeError(f"topic {topic} does not exist on {bootstrap}")
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        records: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
+        idle = 0
+        while idle < idle_polls:
+            batch = consumer.poll(timeout_ms=500, max_records=10_000)
+            count = 0
+            for tp, msgs in batch.items():
+                records[tp.partition] += [(m.offset, m.value) for m in msgs]
+                count += len(msgs)
+            if on_progress and count:
+                on_progress(count)
+            at_end = all((consumer.highwater(tp) or 0) <= consumer.position(tp) for tp in tps)
+            idle = idle + 1 if count == 0 and at_end else 0
+        return dict(records)
+    finally:
+        consumer.close()
+
+
+def replay_log(log: dict[int, list[tuple[int, bytes]]], program: Program, until_ms: int | None = None,
+               topic: str = topics.PARTNER_EVENTS) -> Replayer:
+    replayer = Replayer(program, run_stage2=False, global_deal_ids=False)
+    for partition in sorted(log):
+        for offset, value in log[partition]:
+            where = f"{topic}:{partition}:{offset}"
+            try:
+                event = decode(value)
+            except InvalidEvent as exc:
+                replayer.feed_invalid(exc, where, part=partition)
+                continue
+            if until_ms is not None and event["occurred_at"] > until_ms:
+                continue
+            replayer.feed(event, part=partition)
+    return replayer
+
+
+def clickhouse_view(settings: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Per partner from ClickHouse `ledger FINAL`: balances, entry count, head; and chain problems."""
+    from projections.migrate import client
+
+    ch = client(settings)
+    db = settings.clickhouse_database
+    rows = ch.execute(
+        f"SELECT entry_id, partner_id, seq, account, kind, delta_available, delta_held, balance_available, "
+        f"balance_held, rule_id, rules_version, source_event_id, occurred_at, explanation, prev_hash, hash "
+        f"FROM {db}.ledger FINAL ORDER BY partner_id, seq")
+    names = ("entry_id", "partner_id", "seq", "account", "kind", "delta_available", "delta_held",
+             "balance_available", "balance_held", "rule_id", "rules_version", "source_event_id",
+             "occurred_at", "explanation", "prev_hash", "hash")
+    by_partner: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        entry = dict(zip(names, row))
+        entry["occurred_at"] = entry["occurred_at"].strftime("%Y-%m-%dT%H:%M:%SZ")
+        by_partner[entry["partner_id"]].append(entry)
+    view, problems = {}, []
+    for pid, entries in by_partner.items():
+        problems += verify_chain(entries)
+        sums = {"points": [0, 0], "rebate": [0, 0]}
+        for e in entries:
+            sums[e["account"]][0] += e["delta_available"]
+            sums[e["account"]][1] += e["delta_held"]
+        view[pid] = {"points": {"available": sums["points"][0], "held": sums["points"][1]},
+                     "rebate_cents": {"available": sums["rebate"][0], "held": sums["rebate"][1]},
+                     "ledger_entries": len(entries), "ledger_head": entries[-1]["hash"]}
+    return view, problems
+
+
+def worker_view(web_url: str) -> dict[str, dict[str, Any]]:
+    with urllib.request.urlopen(f"{web_url}/partners", timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def compare(replayed: dict[str, Any], live: dict[str, dict[str, Any]], where: str,
+            keys: tuple[str, ...]) -> Iterator[str]:
+    for pid in sorted(set(replayed) | set(live)):
+        mine, theirs = replayed.get(pid), live.get(pid)
+        if theirs is None:
+            if mine and mine["ledger_entries"]:
+                yield f"{pid}: in the replay, missing in {where}"
+            continue
+        if mine is None:
+            yield f"{pid}: in {where}, missing in the replay"
+            continue
+        for key in keys:
+            if mine.get(key) != theirs.get(key):
+                yield f"{pid}: {key} replay={mine.get(key)} {where}={theirs.get(key)}"

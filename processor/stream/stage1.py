@@ -1,0 +1,64 @@
+"""Stage-1 agent: partner events -> partner state, ledger, tier changes, decisions, alerts.
+
+Per batch: group the events by partition, fold each partition with `folding.fold_partition`,
+deliver every output, and only then write each changed partner once and the partition's meta
+(its applied-offset watermark) last. Faust commits offsets after the agent body returns.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+from processor.domain.engine import Stage1
+from processor.stream import metrics
+from processor.stream.app import BATCH_MAX, BATCH_WITHIN, app, partner_events, partner_table, program
+from processor.stream.delivery import deliver
+from processor.stream.folding import Message, PartitionMeta, fold_partition, meta_key
+
+core = Stage1(program)   # live: deal-id uniqueness is checked per partner (see docs/decisions.md)
+
+
+def _observe(result) -> None:  # type: ignore[no-untyped-def]
+    for event_type, out in result.outcomes:
+        metrics.EVENTS.labels(event_type=event_type, outcome=out.status).inc()
+        for rej in out.rejections:
+            metrics.DLQ.labels(reason=rej["reason"]).inc()
+        for alert in out.alerts:
+            if alert["version"] == 1:
+                metrics.ALERTS.labels(alert_type=alert["alert_type"]).inc()
+        awarded = sum(e["delta_available"] for e in out.ledger
+                      if e["kind"] in ("earn", "bonus", "spiff") and e["delta_available"] > 0)
+        if awarded:
+            metrics.POINTS_AWARDED.inc(awarded)
+    if result.skipped:
+        metrics.EVENTS.labels(event_type="any", outcome="redelivered").inc(result.skipped)
+
+
+@app.agent(partner_events)
+async def stage1(stream):  # type: ignore[no-untyped-def]
+    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+        started = time.monotonic()
+        by_partition = defaultdict(list)
+        for ev in events:
+            by_partition[ev.message.partition].append(ev)
+        records, writes = [], []
+        for partition, evs in by_partition.items():
+            stream._set_current_event(evs[-1])      # table reads/writes go to this partition
+            meta = partner_table.get(meta_key(partition)) or PartitionMeta(partition)
+            messages = [Message(e.message.topic, partition, e.message.offset, e.message.value,
+                                e.message.timestamp) for e in evs]
+            result = fold_partition(core, meta, partner_table.get, messages)
+            records += result.records
+            writes.append((evs[-1], meta, result))
+            _observe(result)
+        await deliver(app, records)
+        for last_event, meta, result in writes:
+            stream._set_current_event(last_event)
+            for partner_id, state in result.dirty.items():
+                partner_table[partner_id] = state
+            partner_table[meta_key(meta.partition)] = meta     # last: the watermark follows the state
+        now = time.time()
+        for ev in events[:: max(1, len(events) // 50)]:
+            if ev.message.timestamp:
+                metrics.EVENT_LATENCY.observe(max(0.0, now - ev.message.timestamp))
+        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
