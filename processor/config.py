@@ -3,22 +3,27 @@
 Every process of the project (the Faust worker, the CLI, the local stack, the tests) reads its
 settings through :func:`load_settings`; nothing else looks at ``INCENTIVES_*`` variables.
 
-| Variable | Meaning | Default |
-|---|---|---|
-| `INCENTIVES_HOME` | State directory of the local stack: logs, pid files, ClickHouse data, worker data | `.incentives` under the current directory |
-| `INCENTIVES_KAFKA_PORT` | Port of the local broker (Tansu) | `9092` |
-| `INCENTIVES_KAFKA_BOOTSTRAP` | Kafka bootstrap servers, `host:port[,host:port]` | `127.0.0.1:{INCENTIVES_KAFKA_PORT}` |
-| `INCENTIVES_CLICKHOUSE_HOST` | ClickHouse host | `127.0.0.1` |
-| `INCENTIVES_CLICKHOUSE_PORT` | ClickHouse native (TCP) port | `9000` |
-| `INCENTIVES_CLICKHOUSE_HTTP_PORT` | ClickHouse HTTP port | `8123` |
-| `INCENTIVES_CLICKHOUSE_DATABASE` | ClickHouse database of the projections | `incentives` |
-| `INCENTIVES_CLICKHOUSE_USER` | ClickHouse user | `default` |
-| `INCENTIVES_CLICKHOUSE_PASSWORD` | ClickHouse password | empty |
-| `INCENTIVES_WEB_HOST` | Address the worker's web server binds to | `127.0.0.1` |
-| `INCENTIVES_WEB_PORT` | Faust worker web port; Prometheus metrics at `/metrics` | `6066` |
-| `INCENTIVES_PARTITIONS` | Partitions of every topic | `4` |
-| `INCENTIVES_PROGRAM` | Program rules (YAML); relative paths are resolved against the repository root | `deploy/programs/default.yaml` |
-| `INCENTIVES_APP_ID` | Faust application id (consumer group, changelog topic prefix) | `incentives` |
+===============================  =======================================  ============================
+Variable                         Meaning                                  Default
+===============================  =======================================  ============================
+INCENTIVES_HOME                  state: logs, pid files, data             ./.incentives
+INCENTIVES_KAFKA_PORT            port of the local broker (Tansu)         9092
+INCENTIVES_KAFKA_BOOTSTRAP       bootstrap servers, host:port[,...]       127.0.0.1:{KAFKA_PORT}
+INCENTIVES_CLICKHOUSE_HOST       ClickHouse host                          127.0.0.1
+INCENTIVES_CLICKHOUSE_PORT       ClickHouse native (TCP) port             9000
+INCENTIVES_CLICKHOUSE_HTTP_PORT  ClickHouse HTTP port                     8123
+INCENTIVES_CLICKHOUSE_DATABASE   database of the projections              incentives
+INCENTIVES_CLICKHOUSE_USER       ClickHouse user                          default
+INCENTIVES_CLICKHOUSE_PASSWORD   ClickHouse password                      (empty)
+INCENTIVES_WEB_HOST              bind address of the worker's web server  127.0.0.1
+INCENTIVES_WEB_PORT              worker web port (/metrics, /ready)       6066
+INCENTIVES_PARTITIONS            partitions of every topic                4
+INCENTIVES_PROGRAM               program rules (YAML)                     deploy/programs/default.yaml
+INCENTIVES_APP_ID                Faust app id (group, changelog prefix)   incentives
+===============================  =======================================  ============================
+
+A relative `INCENTIVES_HOME` is taken from the current directory, a relative `INCENTIVES_PROGRAM`
+from the repository root.
 
 Example::
 

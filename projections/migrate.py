@@ -14,7 +14,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,7 @@ def migrate(settings: Any, *, directory: Path = MIGRATIONS_DIR) -> list[str]:
                 conn.execute(statement)
             conn.execute(
                 f"INSERT INTO {db}.schema_migrations (version, name, checksum, applied_at) VALUES",
-                [(migration.version, migration.name, migration.checksum, datetime.now(timezone.utc))],
+                [(migration.version, migration.name, migration.checksum, datetime.now(UTC))],
             )
             log.info("applied migration %s to %s", migration.name, db)
             done.append(migration.name)

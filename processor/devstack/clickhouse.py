@@ -79,7 +79,7 @@ def ensure_installed() -> None:
     for argv in (["apt-get", "update"],
                  ["apt-get", "install", "-y", "--no-install-recommends",
                   "clickhouse-server", "clickhouse-client"]):
-        result = subprocess.run(argv, env=env, capture_output=True, text=True)
+        result = subprocess.run(argv, check=False, env=env, capture_output=True, text=True)
         if result.returncode != 0:
             raise proc.StartError(f"{' '.join(argv)} failed ({result.returncode}):\n"
                                   f"{result.stdout[-2000:]}{result.stderr[-2000:]}")

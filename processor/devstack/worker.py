@@ -26,9 +26,9 @@ HOST = "127.0.0.1"
 READY_TIMEOUT = 90.0
 #: Faust accepts crit|error|warn|info|debug (``warning`` is rejected).
 LOG_LEVEL = "warn"
-#: Until the app serves ``/ready``, a 404 from Faust's web server counts as ready.
-#: Set to False once the page exists, so that only 200 counts.
-ACCEPT_MISSING_READY_PAGE = True
+#: The app serves ``/ready`` (200 once partitions are assigned, 503 before); only 200 counts.
+#: True would also accept a 404 (an app without the page).
+ACCEPT_MISSING_READY_PAGE = False
 
 
 def directory(settings: Settings) -> Path:
@@ -105,7 +105,7 @@ def start(settings: Settings, timeout: float = READY_TIMEOUT) -> int:
     Returns its pid. On failure the worker is stopped and the error shows the log's tail."""
     if not app_available():
         raise proc.StartError(
-            f"the worker cannot start: the Faust app module {APP_MODULE} "
+            f"the Faust app module {APP_MODULE} "
             f"({REPO_ROOT / 'processor' / 'stream' / 'app.py'}) does not exist yet"
         )
     check_ports_free(wanted_ports(settings))
@@ -114,7 +114,8 @@ def start(settings: Settings, timeout: float = READY_TIMEOUT) -> int:
                    env=environment(settings), cwd=directory(settings))
     try:
         proc.wait_until(lambda: is_ready(settings), timeout=timeout, interval=0.25,
-                        what=f"the Faust worker ({address(settings)})", proc=p, log_file=log_file(settings))
+                        what=f"the Faust worker (web port {settings.web_port})", proc=p,
+                        log_file=log_file(settings))
     except proc.StartError:
         proc.stop_pid(p.pid, timeout=10, name="worker")
         pid_file(settings).unlink(missing_ok=True)

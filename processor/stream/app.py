@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from processor import topics
 from processor.config import load_settings
 from processor.programs import load_program
+from processor.stream.pickled_table import PickledTable
 
 settings = load_settings()
 program = load_program(str(settings.program))
@@ -21,6 +22,7 @@ program = load_program(str(settings.program))
 BATCH_MAX = 10_000          # events taken per agent batch
 BATCH_WITHIN = 0.2          # seconds to wait for a batch to fill
 
+(settings.home / "worker").mkdir(parents=True, exist_ok=True)
 app = faust.App(
     settings.app_id,
     broker=settings.kafka_broker_url,
@@ -52,12 +54,14 @@ partner_events = raw_topic(topics.PARTNER_EVENTS)
 repartition = raw_topic(topics.REPARTITION)
 sink_sources = raw_topic(topics.PARTNER_EVENTS, *topics.OUTPUT_TOPICS)
 
-# Partner state (and one PartitionMeta per partition), co-partitioned with partner-events.
-partner_table = app.Table("partner-state", partitions=settings.partitions, key_type=str,
-                          value_serializer="pickle")
-# Stage-2 state per order / customer key, co-partitioned with the repartition topic.
-crosspartner_table = app.Table("crosspartner-state", partitions=settings.partitions, key_type=str,
-                               value_serializer="pickle")
+# Table values are the domain's own dataclasses, pickled by `PickledTable` (state is rebuildable
+# from the log, so its encoding is an internal detail; only this worker writes the changelogs).
+# Partner state and one PartitionMeta per partition, co-partitioned with partner-events:
+partner_table = PickledTable(app.Table("partner-state", partitions=settings.partitions, key_type=str,
+                                       value_type=bytes))
+# Stage-2 state per order / customer key, co-partitioned with the repartition topic:
+crosspartner_table = PickledTable(app.Table("crosspartner-state", partitions=settings.partitions,
+                                            key_type=str, value_type=bytes))
 
 
 @app.page("/metrics")

@@ -13,6 +13,7 @@ from processor.domain.engine import Stage1
 from processor.stream import metrics
 from processor.stream.app import BATCH_MAX, BATCH_WITHIN, app, partner_events, partner_table, program
 from processor.stream.delivery import deliver
+from processor.stream.partition_context import on_partition_of
 from processor.stream.folding import Message, PartitionMeta, fold_partition, meta_key
 
 core = Stage1(program)   # live: deal-id uniqueness is checked per partner (see docs/decisions.md)
@@ -43,20 +44,20 @@ async def stage1(stream):  # type: ignore[no-untyped-def]
             by_partition[ev.message.partition].append(ev)
         records, writes = [], []
         for partition, evs in by_partition.items():
-            stream._set_current_event(evs[-1])      # table reads/writes go to this partition
-            meta = partner_table.get(meta_key(partition)) or PartitionMeta(partition)
             messages = [Message(e.message.topic, partition, e.message.offset, e.message.value,
                                 e.message.timestamp) for e in evs]
-            result = fold_partition(core, meta, partner_table.get, messages)
+            with on_partition_of(stream, evs[-1]):      # table reads go to this partition
+                meta = partner_table.get(meta_key(partition)) or PartitionMeta(partition)
+                result = fold_partition(core, meta, partner_table.get, messages)
             records += result.records
             writes.append((evs[-1], meta, result))
             _observe(result)
         await deliver(app, records)
         for last_event, meta, result in writes:
-            stream._set_current_event(last_event)
-            for partner_id, state in result.dirty.items():
-                partner_table[partner_id] = state
-            partner_table[meta_key(meta.partition)] = meta     # last: the watermark follows the state
+            with on_partition_of(stream, last_event):
+                for partner_id, state in result.dirty.items():
+                    partner_table[partner_id] = state
+                partner_table[meta_key(meta.partition)] = meta     # last: the watermark follows the state
         now = time.time()
         for ev in events[:: max(1, len(events) // 50)]:
             if ev.message.timestamp:

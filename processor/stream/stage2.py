@@ -13,6 +13,7 @@ from processor.codec import encode
 from processor.domain import crosspartner
 from processor.stream.app import BATCH_MAX, BATCH_WITHIN, app, crosspartner_table, program, repartition
 from processor.stream.delivery import deliver
+from processor.stream.partition_context import on_partition_of
 from processor.stream.folding import OutRecord, meta_key
 
 
@@ -24,24 +25,24 @@ async def stage2(stream):  # type: ignore[no-untyped-def]
             by_partition[ev.message.partition].append(ev)
         records, writes = [], []
         for partition, evs in by_partition.items():
-            stream._set_current_event(evs[-1])
-            watermark = crosspartner_table.get(meta_key(partition), -1)
             cache: dict[str, dict] = {}
-            for ev in evs:
-                if ev.message.offset <= watermark:
-                    continue
-                watermark = ev.message.offset
-                key = ev.message.key.decode()
-                record = json.loads(ev.message.value)
-                state = cache[key] if key in cache else crosspartner_table.get(key)
-                cache[key], findings = crosspartner.apply(program, state, record)
-                for finding in findings:
-                    records.append(OutRecord(topics.PARTNER_EVENTS, finding["partner_id"].encode(),
-                                             encode(finding)))
+            with on_partition_of(stream, evs[-1]):
+                watermark = crosspartner_table.get(meta_key(partition), -1)
+                for ev in evs:
+                    if ev.message.offset <= watermark:
+                        continue             # applied before a restart
+                    watermark = ev.message.offset
+                    key = ev.message.key.decode()
+                    record = json.loads(ev.message.value)
+                    state = cache[key] if key in cache else crosspartner_table.get(key)
+                    cache[key], findings = crosspartner.apply(program, state, record)
+                    for finding in findings:
+                        records.append(OutRecord(topics.PARTNER_EVENTS, finding["partner_id"].encode(),
+                                                 encode(finding)))
             writes.append((evs[-1], watermark, cache))
         await deliver(app, records)
         for last_event, watermark, cache in writes:
-            stream._set_current_event(last_event)
-            for key, state in cache.items():
-                crosspartner_table[key] = state
-            crosspartner_table[meta_key(last_event.message.partition)] = watermark
+            with on_partition_of(stream, last_event):
+                for key, state in cache.items():
+                    crosspartner_table[key] = state
+                crosspartner_table[meta_key(last_event.message.partition)] = watermark

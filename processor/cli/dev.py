@@ -1,0 +1,83 @@
+"""``incentives dev``: the local stack (Tansu broker, ClickHouse, the Faust worker) without Docker."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from processor.config import ConfigError, Settings, load_settings
+from processor.devstack import stack
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+
+
+@click.group("dev")
+def dev() -> None:
+    """Run the local stack: the Tansu broker, ClickHouse 18.16 and the Faust worker.
+
+    Every setting comes from INCENTIVES_* environment variables (see processor/config.py);
+    state, logs and pid files go to $INCENTIVES_HOME (default ./.incentives).
+
+    \b
+    Example:
+      incentives dev up && incentives dev status && incentives dev down
+    """
+
+
+@dev.command("up")
+@click.option("--worker/--no-worker", "with_worker", default=True, show_default=True,
+              help="Also start the Faust worker.")
+@click.option("--migrate/--no-migrate", "with_migrations", default=True, show_default=True,
+              help="Apply the ClickHouse migrations.")
+def up(with_worker: bool, with_migrations: bool) -> None:
+    """Start what is not running yet: broker, topics, ClickHouse, migrations, worker.
+
+    Components already running (pid file and live process) are left alone. Fails with a clear
+    message if a port is taken by another process.
+
+    \b
+    Examples:
+      incentives dev up
+      INCENTIVES_KAFKA_PORT=19092 INCENTIVES_WEB_PORT=16066 incentives dev up --no-worker
+    """
+    settings = _settings()
+    try:
+        stack.up(settings, with_worker=with_worker, with_migrations=with_migrations, echo=click.echo)
+    except stack.StackError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+
+
+@dev.command("status")
+def status() -> None:
+    """Show each component: running or stopped, pid, address.
+
+    Exits 0 when every component runs, 3 otherwise.
+
+    \b
+    Example:
+      incentives dev status
+    """
+    result = stack.status(_settings(), echo=click.echo)
+    sys.exit(0 if all(s.running for s in result) else 3)
+
+
+@dev.command("down")
+@click.option("--wipe", is_flag=True, help="Also delete the ClickHouse data and the worker state.")
+@click.option("--timeout", type=float, default=30.0, show_default=True,
+              help="Seconds to wait after SIGTERM before SIGKILL.")
+def down(wipe: bool, timeout: float) -> None:
+    """Stop what `incentives dev up` started (by pid; nothing else is touched).
+
+    \b
+    Examples:
+      incentives dev down
+      incentives dev down --wipe     # fresh ClickHouse next time, like the in-memory broker
+    """
+    stack.down(_settings(), wipe=wipe, timeout=timeout, echo=click.echo)

@@ -1,0 +1,30 @@
+"""The ``incentives`` command line."""
+
+from __future__ import annotations
+
+import click
+
+from processor.cli.dev import dev
+from processor.cli.emit import close_period, emit
+from processor.cli.replay import replay
+
+main = click.Group(
+    "incentives",
+    help=(
+        "Partner incentive processor: an event-sourced, streaming loyalty engine on Kafka, Faust "
+        "and ClickHouse.\n\nConfiguration comes from INCENTIVES_* environment variables "
+        "(documented in processor/config.py). Every command has --help."
+    ),
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Command groups. Add the others here the same way, e.g.
+#   from processor.cli.simulate import simulate; main.add_command(simulate)
+main.add_command(dev)
+main.add_command(emit)
+main.add_command(close_period)
+main.add_command(replay)
+
+
+if __name__ == "__main__":
+    main(prog_name="incentives")

@@ -1,0 +1,162 @@
+"""Turn any dict claiming to be an event into the one normalised shape the domain core accepts.
+
+Both input paths end here: a JSON line (after `json.loads`) and a dict handed to the producer
+API. The result has exactly the current schema's fields in schema order, defaults filled
+(`source` "unknown", `currency` "USD", optional fields None), `occurred_at` as int epoch
+millis, so the core never sees a missing key, a float amount or a time zone. Anything else
+raises `InvalidEvent` with the SPEC section 9 reason code of the *first* bad field in schema
+order, so the same input always gets the same reason.
+
+Avro messages do not come through here (their types are guaranteed by the schema);
+`check_decoded` does the few checks Avro cannot express (empty strings, `period`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from . import specs
+from .errors import UNDECODABLE, UNKNOWN_EVENT_TYPE, InvalidEvent, invalid_field, missing_field, unknown_enum
+from .schema_registry import SchemaRegistry, default_registry
+from .specs import FieldSpec, RecordSpec
+from .timestamps import MAX_MILLIS, MIN_MILLIS, datetime_to_millis, parse_iso_millis
+
+_INT_RANGE = (-(2**31), 2**31 - 1)
+_LONG_RANGE = (-(2**63), 2**63 - 1)
+_MISSING = object()
+#: How to describe the expected form of a patterned field (specs.PATTERNS) in a refusal.
+_FORMAT = {"period": "a month YYYY-MM (01-12)"}
+
+
+def validate(event: Mapping[str, Any], registry: SchemaRegistry | None = None) -> dict[str, Any]:
+    """The normalised copy of `event`, or InvalidEvent; unknown extra keys are dropped.
+
+    `occurred_at` may be given as int epoch millis, an ISO-8601 string with an offset, or an
+    aware datetime. `event_type` picks the schema.
+    """
+    reg = registry or default_registry
+    if not isinstance(event, Mapping):
+        raise InvalidEvent(UNDECODABLE, f"an event must be an object, got {type(event).__name__}")
+    ids = _readable_ids(event)
+    event_type = event.get("event_type")
+    if not isinstance(event_type, str) or event_type not in reg:
+        if event_type is None or event_type == "":
+            message = "event_type is missing"
+        else:
+            message = f"unknown event_type {_show(event_type)}; known: {', '.join(reg.event_types)}"
+        raise InvalidEvent(UNKNOWN_EVENT_TYPE, message, field="event_type", **ids)
+    spec = reg.current(event_type).spec
+    out: dict[str, Any] = {}
+    for field in spec.fields:
+        out[field.name] = _check(spec, field, event.get(field.name, _MISSING), ids)
+    return out
+
+
+def check_decoded(event: dict[str, Any], spec: RecordSpec) -> None:
+    """The checks an Avro-decoded event still needs: "" in a required string, pattern, time range."""
+    for name in spec.required_strings:
+        if not event[name]:
+            raise _refuse(missing_field(name), spec, name, "is empty", event)
+    for field in spec.patterned:
+        value, pattern = event[field.name], field.pattern
+        if value is not None and pattern is not None and pattern.fullmatch(value) is None:
+            what = f"{_show(value)} is not {_FORMAT.get(field.name, 'valid')}"
+            raise _refuse(invalid_field(field.name), spec, field.name, what, event)
+    occurred_at = event.get("occurred_at")
+    if occurred_at is not None and not MIN_MILLIS <= occurred_at <= MAX_MILLIS:
+        raise _refuse(invalid_field("occurred_at"), spec, "occurred_at", "is outside years 0001-9999", event)
+
+
+def _check(spec: RecordSpec, field: FieldSpec, value: Any, ids: dict) -> Any:
+    name = field.name
+    if value is _MISSING or value is None or (value == "" and field.kind != specs.STRING):
+        if field.has_default:
+            return None if field.optional else field.default
+        raise InvalidEvent(missing_field(name), f"{spec.name}: required field {name!r} is missing",
+                           field=name, **ids)
+    kind = field.kind
+    if kind == specs.STRING:
+        if not isinstance(value, str):
+            raise _wrong(spec, field, value, "a string", ids)
+        if value == "":
+            if field.optional:
+                return None
+            if field.required:
+                raise InvalidEvent(missing_field(name), f"{spec.name}: required field {name!r} is empty",
+                                   field=name, **ids)
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _wrong(spec, field, value, "valid Unicode text", ids) from None
+        if field.pattern is not None and field.pattern.fullmatch(value) is None:
+            raise _wrong(spec, field, value, _FORMAT.get(name, f"matching {field.pattern.pattern}"), ids)
+        return value
+    if kind == specs.ENUM:
+        if not isinstance(value, str):
+            raise _wrong(spec, field, value, "one of " + ", ".join(sorted(field.symbols)), ids)
+        if value not in field.symbols:
+            raise InvalidEvent(
+                unknown_enum(name),
+                f"{spec.name}: {name!r} is {_show(value)}, not one of {', '.join(sorted(field.symbols))}",
+                field=name, **ids)
+        return value
+    if kind == specs.TIMESTAMP:
+        return _timestamp(spec, field, value, ids)
+    if kind == specs.BOOLEAN:
+        if not isinstance(value, bool):
+            raise _wrong(spec, field, value, "true or false", ids)
+        return value
+    # int or long; bool is an int subclass in Python but never a number here.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _wrong(spec, field, value, "an integer", ids)
+    low, high = _INT_RANGE if kind == specs.INT else _LONG_RANGE
+    if not low <= value <= high:
+        raise _wrong(spec, field, value, f"an integer from {low} to {high}", ids)
+    return int(value)
+
+
+def _timestamp(spec: RecordSpec, field: FieldSpec, value: Any, ids: dict) -> int:
+    expected = "an ISO-8601 UTC timestamp like 2026-10-05T12:00:00Z"
+    if isinstance(value, str):
+        try:
+            return parse_iso_millis(value)
+        except ValueError:
+            raise _wrong(spec, field, value, expected, ids) from None
+    if isinstance(value, datetime):
+        try:
+            return datetime_to_millis(value)
+        except ValueError:
+            raise _wrong(spec, field, value, "an aware datetime within years 0001-9999", ids) from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if MIN_MILLIS <= value <= MAX_MILLIS:
+            return int(value)
+        raise _wrong(spec, field, value, "epoch milliseconds within years 0001-9999", ids)
+    raise _wrong(spec, field, value, expected, ids)
+
+
+def _wrong(spec: RecordSpec, field: FieldSpec, value: Any, expected: str, ids: dict) -> InvalidEvent:
+    return InvalidEvent(
+        invalid_field(field.name),
+        f"{spec.name}: {field.name!r} must be {expected}, got {type(value).__name__} {_show(value)}",
+        field=field.name, **ids)
+
+
+def _refuse(reason: str, spec: RecordSpec, name: str, what: str, event: Mapping) -> InvalidEvent:
+    return InvalidEvent(reason, f"{spec.name}: field {name!r} {what}", field=name, **_readable_ids(event))
+
+
+def _readable_ids(event: Mapping) -> dict[str, str | None]:
+    """The ids a refusal can still name the event by: only non-empty strings count."""
+    out: dict[str, str | None] = {}
+    for key in ("event_id", "partner_id", "event_type"):
+        value = event.get(key)
+        out[key] = value if isinstance(value, str) and value else None
+    return out
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,109 @@
+"""The local stack as `incentives dev up` runs it: reachable services, idempotent up, down by pid."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from clickhouse_driver import Client
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient
+
+from processor.devstack import broker, clickhouse, proc, stack
+from processor.devstack.ports import port_in_use
+
+pytestmark = pytest.mark.integration
+
+
+def test_topics_exist_with_partitions(kafka_bootstrap, stack_settings):
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, request_timeout_ms=10000)
+    try:
+        described = {t.get("name", t.get("topic")): t for t in admin.describe_topics(list(broker.TOPICS))}
+    finally:
+        admin.close()
+    assert set(described) == set(broker.TOPICS)
+    for name, topic in described.items():
+        assert len(topic["partitions"]) == stack_settings.partitions, name
+
+
+def test_kafka_produce_and_consume_one_message(kafka_bootstrap):
+    topic = "partner-events"
+    key, value = uuid.uuid4().hex.encode(), b"hello " + uuid.uuid4().hex.encode()
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    try:
+        meta = producer.send(topic, key=key, value=value, headers=[("h", b"1")]).get(timeout=10)
+        producer.flush(10)
+    finally:
+        producer.close()
+
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False,
+                             consumer_timeout_ms=5000)
+    try:
+        tp = TopicPartition(topic, meta.partition)
+        consumer.assign([tp])
+        consumer.seek(tp, meta.offset)
+        record = next(iter(consumer))
+    finally:
+        consumer.close()
+    assert (record.key, record.value, record.offset) == (key, value, meta.offset)
+    assert record.headers == [("h", b"1")]
+
+
+def test_clickhouse_select_1(clickhouse_settings):
+    c = Client(clickhouse_settings.clickhouse_host, port=clickhouse_settings.clickhouse_port,
+               send_receive_timeout=30)
+    try:
+        assert c.execute("SELECT 1") == [(1,)]
+        assert c.execute("SELECT version()")[0][0].startswith("18.16")
+    finally:
+        c.disconnect()
+    assert clickhouse.ping(clickhouse_settings)
+
+
+def test_status_reports_running_components(local_stack):
+    by_name = {s.name: s for s in stack.status(local_stack, echo=None)}
+    assert by_name["broker"].running and by_name["broker"].answering
+    assert by_name["clickhouse"].running and by_name["clickhouse"].answering
+    assert not by_name["worker"].running
+
+
+def test_up_twice_keeps_the_same_processes(local_stack):
+    before = {s.name: s.pid for s in stack.status(local_stack, echo=None)}
+    lines: list[str] = []
+    pids = stack.up(local_stack, with_worker=False, with_migrations=False, echo=lines.append)
+    assert pids == {"broker": before["broker"], "clickhouse": before["clickhouse"]}
+    assert any("already running" in line for line in lines)
+
+
+def test_down_stops_by_pid_only_what_it_started(tmp_path, local_stack, make_stack_settings):
+    """A second, private stack on other ports: `down` stops it by pid and leaves the session's
+    stack (and anything else) running."""
+    s = make_stack_settings(tmp_path / "home")
+    try:
+        pids = stack.up(s, with_worker=False, with_migrations=False, echo=lambda _line: None)
+        assert set(pids) == {"broker", "clickhouse"}
+        assert all(proc.pid_alive(p) for p in pids.values())
+        assert broker.pid_file(s).exists() and clickhouse.pid_file(s).exists()
+
+        results = stack.down(s, echo=lambda _line: None)
+    finally:
+        stack.down(s, echo=lambda _line: None)
+
+    assert results == {"worker": "not running", "clickhouse": "stopped", "broker": "stopped"}
+    assert not any(proc.pid_alive(p) for p in pids.values())
+    assert not broker.pid_file(s).exists() and not clickhouse.pid_file(s).exists()
+    assert not port_in_use("127.0.0.1", s.kafka_port)
+    assert not port_in_use("127.0.0.1", s.clickhouse_http_port)
+    # the session's stack is untouched
+    assert broker.running(local_stack) and clickhouse.running(local_stack)
+    assert clickhouse.ping(local_stack)
+
+
+def test_up_fails_clearly_when_a_port_is_taken(tmp_path, local_stack, make_stack_settings):
+    """The session broker's port is taken for a stack with another home: a clear error, nothing
+    started."""
+    s = make_stack_settings(tmp_path / "other", kafka_port=local_stack.kafka_port)
+    with pytest.raises(stack.StackError, match="INCENTIVES_KAFKA_PORT"):
+        stack.up(s, with_worker=False, with_migrations=False, echo=lambda _line: None)
+    assert broker.running(s) is None and clickhouse.running(s) is None
+    assert broker.running(local_stack)

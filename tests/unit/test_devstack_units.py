@@ -1,0 +1,112 @@
+"""processor.devstack without services: port conflicts, pid files, ClickHouse config, worker command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from processor.config import load_settings
+from processor.devstack import clickhouse, proc, worker
+from processor.devstack.ports import PortInUseError, PortWanted, check_ports_free, find_conflicts
+
+
+def test_find_conflicts_is_pure():
+    wanted = [PortWanted("broker", "127.0.0.1", 9092, "INCENTIVES_KAFKA_PORT"),
+              PortWanted("clickhouse http", "127.0.0.1", 8123, "INCENTIVES_CLICKHOUSE_HTTP_PORT")]
+    taken = {9092}
+    assert find_conflicts(wanted, lambda _h, p: p in taken) == wanted[:1]
+    assert find_conflicts(wanted, lambda _h, _p: False) == []
+
+
+def test_check_ports_free_names_port_and_setting():
+    wanted = [PortWanted("broker", "127.0.0.1", 9092, "INCENTIVES_KAFKA_PORT")]
+    with pytest.raises(PortInUseError) as e:
+        check_ports_free(wanted, lambda _h, _p: True)
+    assert "127.0.0.1:9092" in str(e.value) and "INCENTIVES_KAFKA_PORT" in str(e.value)
+    check_ports_free(wanted, lambda _h, _p: False)
+
+
+def test_clickhouse_config_renders(tmp_path):
+    s = load_settings({"INCENTIVES_HOME": str(tmp_path), "INCENTIVES_CLICKHOUSE_PORT": "29000",
+                       "INCENTIVES_CLICKHOUSE_HTTP_PORT": "28123"})
+    files = clickhouse.render_config(s)
+    config = ET.fromstring(files["config.xml"])
+    assert config.tag == "yandex"
+    assert config.findtext("tcp_port") == "29000" and config.findtext("http_port") == "28123"
+    assert config.findtext("listen_host") == "127.0.0.1"
+    for tag in ("path", "tmp_path", "user_files_path", "format_schema_path"):
+        assert config.findtext(tag).startswith(str(tmp_path / "clickhouse") + "/"), tag
+    users = ET.fromstring(files["users.xml"])
+    assert users.find("profiles/default/allow_experimental_low_cardinality_type").text == "1"
+    assert users.find("users/reader/profile").text == "readonly"
+
+
+def test_worker_command_and_env(tmp_path):
+    s = load_settings({"INCENTIVES_HOME": str(tmp_path), "INCENTIVES_WEB_PORT": "26066"})
+    argv = worker.argv(s)
+    assert argv[:6] == [sys.executable, "-m", "faust", "-A", "processor.stream.app", "worker"]
+    assert argv[argv.index("-l") + 1] in ("crit", "error", "warn", "info", "debug")
+    assert argv[argv.index("--web-port") + 1] == "26066"
+    assert argv[argv.index("--web-bind") + 1] == "127.0.0.1"
+    assert worker.MARKER in " ".join(argv)
+    env = worker.environment(s)
+    assert load_settings(env).home == s.home
+    assert env["INCENTIVES_WEB_PORT"] == "26066"
+
+
+def test_pid_file_lifecycle(tmp_path):
+    pid_file = tmp_path / "x.pid"
+    assert proc.running_pid(pid_file, "sleep") is None
+    p = proc.spawn([sys.executable, "-c", "import time; time.sleep(60)", "marker-xyz"],
+                   log_file=tmp_path / "x.log", pid_file=pid_file)
+    try:
+        assert proc.read_pid(pid_file) == p.pid
+        assert proc.running_pid(pid_file, "marker-xyz") == p.pid
+        # a live process whose command line does not match is not ours: pid file dropped
+        assert proc.running_pid(pid_file, "not-this-one") is None
+        assert not pid_file.exists()
+        pid_file.write_text(f"{p.pid}\n")
+        assert proc.stop_pid_file(pid_file, "marker-xyz", timeout=5) == "stopped"
+        assert not pid_file.exists()
+        assert not proc.pid_alive(p.pid)
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+def test_stop_escalates_to_sigkill(tmp_path):
+    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('up', flush=True); time.sleep(60)")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"up\n"
+        assert proc.stop_pid(p.pid, timeout=0.5) == "killed"
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def test_stale_pid_file_is_removed(tmp_path):
+    pid_file = tmp_path / "dead.pid"
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    pid_file.write_text(str(p.pid))
+    assert proc.running_pid(pid_file, "python") is None
+    assert not pid_file.exists()
+    pid_file.write_text("garbage")
+    assert proc.running_pid(pid_file, "python") is None
+    assert not pid_file.exists()
+
+
+def test_wait_until_reports_log_tail_when_process_dies(tmp_path):
+    log = tmp_path / "w.log"
+    p = proc.spawn([sys.executable, "-c", "import sys; print('boom: no app'); sys.exit(3)"],
+                   log_file=log, pid_file=tmp_path / "w.pid")
+    with pytest.raises(proc.StartError, match="(?s)exited with code 3.*boom: no app"):
+        proc.wait_until(lambda: False, timeout=30, what="thing", proc=p, log_file=log)
+    assert os.path.exists(log)
