@@ -52,7 +52,8 @@ def on_sale(step: Step, st: PartnerState) -> str | None:
     stats.sale_points += earned + bonus_awarded
     if earned < base:
         explanation += f"; monthly cap {program.monthly_cap_points}: {earned} awarded, {base - earned} over the cap"
-    step.post(st, "points", "earn", earned, 0, "earn.sale", explanation)
+    if earned or base:          # a sale cut to 0 by the cap still writes its (zero) earn entry
+        step.post(st, "points", "earn", earned, 0, "earn.sale", explanation)
     if bonus_awarded:
         note = f"deal {deal.deal_id}: {base} x{program.deal_bonus_pct}% = {bonus} points"  # type: ignore[union-attr]
         if bonus_awarded < bonus:

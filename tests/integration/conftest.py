@@ -158,3 +158,15 @@ def clickhouse_migrated(clickhouse_settings: Settings) -> Settings:
 
     migrate(clickhouse_settings)
     return clickhouse_settings
+
+
+@pytest.fixture(scope="session")
+def worker(clickhouse_migrated: Settings) -> Iterator[Settings]:
+    """The Faust worker of the test session (started like `incentives dev up`), on the test stack."""
+    from processor.devstack import worker as worker_proc
+
+    worker_proc.start(clickhouse_migrated)
+    try:
+        yield clickhouse_migrated
+    finally:
+        worker_proc.stop(clickhouse_migrated)
