@@ -5,18 +5,35 @@ Cross-partner detectors (duplicate order across partners, deal conflict, self-de
 """
 from __future__ import annotations
 
+import bisect
+
 from .holds import hold_rebate
 from .outcome import Step
 from .state import PartnerState, SaleMark
 from .timeutil import MS_DAY, MS_HOUR, MS_MINUTE, days_in_month, month_start_ms, month_to_period
 
 
+def _between(sales: list[SaleMark], low_ms: int, high_ms: int) -> list[SaleMark]:
+    """The sales with low_ms < occurred_ms <= high_ms (`sales` is kept sorted by time)."""
+    lo = bisect.bisect_right(sales, low_ms, key=_time)
+    hi = bisect.bisect_right(sales, high_ms, key=_time)
+    return sales[lo:hi]
+
+
+def _time(sale: SaleMark) -> int:
+    return sale.occurred_ms
+
+
+def remember_sale(st: PartnerState, sale: SaleMark) -> None:
+    bisect.insort_right(st.recent_sales, sale, key=_time)
+
+
 def near_duplicate(step: Step, st: PartnerState, sale: SaleMark) -> None:
+    """Compare with every earlier-processed sale within the window (called before remembering it)."""
     window = step.program.near_duplicate_ms
-    for earlier in st.recent_sales:
+    for earlier in _between(st.recent_sales, sale.occurred_ms - window - 1, sale.occurred_ms + window):
         if (earlier.customer_id == sale.customer_id and earlier.sku == sale.sku
-                and earlier.amount_cents == sale.amount_cents and earlier.order_id != sale.order_id
-                and abs(earlier.occurred_ms - sale.occurred_ms) <= window):
+                and earlier.amount_cents == sale.amount_cents and earlier.order_id != sale.order_id):
             alert = step.raise_alert(st, "near_duplicate_order", step.event_id,
                                      f"order {sale.order_id} repeats customer {sale.customer_id}, sku "
                                      f"{sale.sku}, {sale.amount_cents} cents of order {earlier.order_id}")
@@ -26,19 +43,22 @@ def near_duplicate(step: Step, st: PartnerState, sale: SaleMark) -> None:
 
 
 def velocity(step: Step, st: PartnerState, sale: SaleMark) -> None:
+    """Called after remembering the sale: the window (t - 60 min, t] includes it."""
     v = step.program.velocity
     t = sale.occurred_ms
     hour = t // MS_HOUR
     if hour in st.velocity_hours or t - st.enrolled_ms < v["min_enrolled_days"] * MS_DAY:
         return
     window_start = t - v["window_minutes"] * MS_MINUTE
-    baseline_start = window_start - v["baseline_days"] * MS_DAY
-    in_window = [s for s in st.recent_sales if window_start < s.occurred_ms <= t]
+    in_window = _between(st.recent_sales, window_start, t)
     points = sum(s.sale_points for s in in_window)
-    baseline = sum(s.sale_points for s in st.recent_sales if baseline_start < s.occurred_ms <= window_start)
+    if len(in_window) < v["min_sales"] or points <= v["min_points"]:
+        return
+    baseline_start = window_start - v["baseline_days"] * MS_DAY
+    baseline = sum(s.sale_points for s in _between(st.recent_sales, baseline_start, window_start))
     hours = v["baseline_days"] * 24
     # points > factor x (baseline / hours), in integers
-    if len(in_window) >= v["min_sales"] and points > v["min_points"] and points * hours > v["baseline_factor"] * baseline:
+    if points * hours > v["baseline_factor"] * baseline:
         st.velocity_hours.add(hour)
         alert = step.raise_alert(st, "velocity_spike", step.event_id,
                                  f"{len(in_window)} sales for {points} points in 60 minutes; "
@@ -48,12 +68,13 @@ def velocity(step: Step, st: PartnerState, sale: SaleMark) -> None:
 
 
 def prune_recent_sales(step: Step, st: PartnerState) -> None:
-    """Keep the sales the detectors can still look at (the velocity baseline is the longest window)."""
+    """Keep the sales the detectors can still look at (the velocity baseline is the longest window).
+    Pruning is relative to the newest sale seen, so it depends only on the log: deterministic."""
     v = step.program.velocity
     horizon = v["baseline_days"] * MS_DAY + v["window_minutes"] * MS_MINUTE + MS_DAY
-    newest = max(s.occurred_ms for s in st.recent_sales)
-    if st.recent_sales[0].occurred_ms < newest - horizon:
-        st.recent_sales = [s for s in st.recent_sales if s.occurred_ms >= newest - horizon]
+    sales = st.recent_sales
+    if sales and sales[0].occurred_ms < sales[-1].occurred_ms - horizon - MS_DAY:
+        del sales[:bisect.bisect_left(sales, sales[-1].occurred_ms - horizon, key=_time)]
 
 
 def channel_stuffing(step: Step, st: PartnerState, month: int) -> bool:

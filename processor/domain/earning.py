@@ -77,7 +77,7 @@ def on_sale(step: Step, st: PartnerState) -> str | None:
 
     mark = SaleMark(step.occurred_ms, order_id, ev["customer_id"], ev["sku"], amount, base)
     detectors.near_duplicate(step, st, mark)
-    st.recent_sales.append(mark)
+    detectors.remember_sale(st, mark)
     detectors.velocity(step, st, mark)
     detectors.prune_recent_sales(step, st)
     tiers.check_upgrade(step, st, month)

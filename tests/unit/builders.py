@@ -22,7 +22,8 @@ OMIT: Any = object()  # a field set to OMIT is removed from the event line
 _ids = itertools.count(1)
 
 LEDGER_KINDS = {
-    "earn", "bonus", "spiff", "clawback", "redeem", "expire", "adjust", "hold", "release", "forfeit", "rebate",
+    "earn", "bonus", "spiff", "clawback", "redeem", "expire", "adjust", "hold", "release", "forfeit",
+    "rebate",
 }
 LEDGER_FIELDS = {
     "entry_id", "partner_id", "seq", "account", "kind", "delta_available", "delta_held", "balance_available",
@@ -73,12 +74,20 @@ def offboarded(pid: str, *, at: str, reason: Any = "contract ended", **kw: Any) 
     return event("PartnerOffboarded", pid, at, reason=reason, **kw)
 
 
-def sale(pid: str, order_id: Any, *, amount_cents: Any, at: str, category: Any = "hardware", quantity: Any = 1,
-         customer_id: Any = None, sku: Any = "SKU-1", currency: Any = "USD", deal_id: Any = None,
-         **kw: Any) -> str:
-    # The default customer is unique per order, so no test trips near_duplicate_order or self_dealing by accident.
-    fields = dict(order_id=order_id, customer_id=f"C-{order_id}" if customer_id is None else customer_id,
-                  sku=sku, category=category, quantity=quantity, amount_cents=amount_cents, currency=currency)
+def sale(pid: str, order_id: Any, *, amount_cents: Any, at: str, category: Any = "hardware",
+         quantity: Any = 1, customer_id: Any = None, sku: Any = "SKU-1", currency: Any = "USD",
+         deal_id: Any = None, **kw: Any) -> str:
+    # The default customer is unique per order, so no test trips near_duplicate_order or self_dealing
+    # by accident.
+    fields = {
+        "order_id": order_id,
+        "customer_id": f"C-{order_id}" if customer_id is None else customer_id,
+        "sku": sku,
+        "category": category,
+        "quantity": quantity,
+        "amount_cents": amount_cents,
+        "currency": currency,
+    }
     if deal_id is not None:
         fields["deal_id"] = deal_id
     fields.update(kw)
@@ -86,7 +95,7 @@ def sale(pid: str, order_id: Any, *, amount_cents: Any, at: str, category: Any =
 
 
 def returned(pid: str, order_id: Any, *, amount_cents: Any, at: str, reason: Any = None, **kw: Any) -> str:
-    fields: dict[str, Any] = dict(order_id=order_id, amount_cents=amount_cents)
+    fields: dict[str, Any] = {"order_id": order_id, "amount_cents": amount_cents}
     if reason is not None:
         fields["reason"] = reason
     fields.update(kw)
@@ -114,7 +123,8 @@ def marketing(pid: str, activity_id: Any, *, activity_type: Any, at: str, **kw: 
 
 def redemption(pid: str, redemption_id: Any, *, points: Any, at: str, reward: Any = "merchandise",
                **kw: Any) -> str:
-    return event("RedemptionRequested", pid, at, redemption_id=redemption_id, reward=reward, points=points, **kw)
+    return event("RedemptionRequested", pid, at, redemption_id=redemption_id, reward=reward, points=points,
+                 **kw)
 
 
 def adjustment(pid: str, adjustment_id: Any, *, points: Any, at: str, reason: Any = "goodwill",
@@ -123,14 +133,20 @@ def adjustment(pid: str, adjustment_id: Any, *, points: Any, at: str, reason: An
                  approved_by=approved_by, **kw)
 
 
-def resolved(pid: str, alert_id: str, *, decision: Any, at: str, analyst: Any = "analyst-1", **kw: Any) -> str:
+def resolved(pid: str, alert_id: str, *, decision: Any, at: str, analyst: Any = "analyst-1",
+             **kw: Any) -> str:
     return event("AlertResolved", pid, at, alert_id=alert_id, decision=decision, analyst=analyst, **kw)
 
 
 def anomaly(pid: str, alert_id: str, *, alert_type: str, severity: str, trigger_event_id: str, at: str,
             hold_order_id: Any = None, evidence: str = "recorded by stage 2", **kw: Any) -> str:
-    fields: dict[str, Any] = dict(alert_id=alert_id, alert_type=alert_type, severity=severity,
-                                  trigger_event_id=trigger_event_id, evidence=evidence)
+    fields: dict[str, Any] = {
+        "alert_id": alert_id,
+        "alert_type": alert_type,
+        "severity": severity,
+        "trigger_event_id": trigger_event_id,
+        "evidence": evidence,
+    }
     if hold_order_id is not None:
         fields["hold_order_id"] = hold_order_id
     fields.update(kw)
@@ -179,7 +195,7 @@ def check_ledger(result: dict) -> None:
     for entry in result["ledger"]:
         assert LEDGER_FIELDS <= set(entry), f"ledger entry lacks {LEDGER_FIELDS - set(entry)}: {entry}"
         by_partner[entry["partner_id"]].append(entry)
-    assert set(by_partner) <= set(partners), f"ledger names partners missing from 'partners': {set(by_partner)}"
+    assert set(by_partner) <= set(partners), f"ledger names partners not in 'partners': {set(by_partner)}"
     for pid, state in partners.items():
         entries = by_partner.get(pid, [])
         assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1)), f"{pid}: seq must run 1..n"
@@ -188,7 +204,7 @@ def check_ledger(result: dict) -> None:
         for e in entries:
             assert e["entry_id"] == f"{pid}:{e['seq']}"
             assert e["prev_hash"] == prev, f"{pid} seq {e['seq']}: prev_hash breaks the chain"
-            assert e["hash"] == canonical_hash(e), f"{pid} seq {e['seq']}: hash is not sha256 of canonical JSON"
+            assert e["hash"] == canonical_hash(e), f"{pid} seq {e['seq']}: hash != sha256(canonical JSON)"
             prev = e["hash"]
             assert e["account"] in sums, e
             assert e["kind"] in LEDGER_KINDS, e
@@ -256,7 +272,8 @@ def entries(result: dict, pid: str | None = None, *, kind: str | None = None, ac
     return [
         e for e in result["ledger"]
         if (pid is None or e["partner_id"] == pid) and (kind is None or e["kind"] == kind)
-        and (account is None or e["account"] == account) and (source is None or e["source_event_id"] == source)
+        and (account is None or e["account"] == account)
+        and (source is None or e["source_event_id"] == source)
     ]
 
 

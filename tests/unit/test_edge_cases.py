@@ -10,17 +10,55 @@ import pytest
 
 try:
     from builders import (
-        OMIT, alert_ids, deal, deal_closed, enrolled, entries, event, marketing, offboarded, period_closed, points,
-        rebate, redemption, rejections, resolved, returned, run, sale, tier, training,
+        OMIT,
+        adjustment,
+        alert_ids,
+        deal,
+        deal_closed,
+        enrolled,
+        entries,
+        event,
+        marketing,
+        offboarded,
+        period_closed,
+        points,
+        rebate,
+        redemption,
+        rejections,
+        resolved,
+        returned,
+        run,
+        sale,
+        tier,
+        training,
     )
 except ModuleNotFoundError:  # tests/unit imported as a package
     from tests.unit.builders import (
-        OMIT, alert_ids, deal, deal_closed, enrolled, entries, event, marketing, offboarded, period_closed, points,
-        rebate, redemption, rejections, resolved, returned, run, sale, tier, training,
+        OMIT,
+        adjustment,
+        alert_ids,
+        deal,
+        deal_closed,
+        enrolled,
+        entries,
+        event,
+        marketing,
+        offboarded,
+        period_closed,
+        points,
+        rebate,
+        redemption,
+        rejections,
+        resolved,
+        returned,
+        run,
+        sale,
+        tier,
+        training,
     )
 
 
-# ================================================================================== deduplication and counting
+# ============================================================================= deduplication and counting
 
 def test_a_redelivered_event_id_is_ignored_and_counted():
     t1 = training("P1", "T1", at="2026-03-01T12:00:00Z", event_id="t1")  # 200
@@ -35,7 +73,8 @@ def test_dedup_is_by_event_id_alone():
     r = run([
         enrolled("P1"),
         training("P1", "T1", at="2026-03-01T12:00:00Z", event_id="t1"),  # 200
-        training("P1", "T2", certification=True, at="2026-03-02T12:00:00Z", event_id="t1"),  # same id: ignored
+        training("P1", "T2", certification=True, at="2026-03-02T12:00:00Z",
+                 event_id="t1"),  # same id: ignored
     ])
     assert points(r, "P1") == (200, 0)
     assert r["events_ignored_duplicate"] == 1
@@ -98,7 +137,8 @@ def test_a_line_without_event_id_is_listed_by_line_number(event_id):
         enrolled("P1"),
         training("P1", "T1", at="2026-03-01T12:00:00Z", event_id=event_id),
     ])
-    # AMBIGUOUS: the row is named line:<n>; its reason read as missing_field:event_id (an empty string is missing)
+    # AMBIGUOUS: the row is named line:<n>; its reason is read as missing_field:event_id
+    # (an empty string counts as missing)
     assert rejections(r) == [("line:2", "missing_field:event_id")]
     assert points(r, "P1") == (0, 0)
 
@@ -116,7 +156,7 @@ def test_unknown_event_type():
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
-        (sale("P1", "O1", amount_cents=100_000, at="2026-03-01T12:00:00Z", order_id=OMIT, event_id="x"),
+        (sale("P1", OMIT, amount_cents=100_000, at="2026-03-01T12:00:00Z", event_id="x"),
          "missing_field:order_id"),
         (sale("P1", "O1", amount_cents=100_000, at="2026-03-01T12:00:00Z", customer_id="", event_id="x"),
          "missing_field:customer_id"),  # an empty string counts as missing
@@ -127,7 +167,8 @@ def test_unknown_event_type():
         (training("P1", OMIT, at="2026-03-01T12:00:00Z", event_id="x"), "missing_field:course_id"),
         (training("P1", "T1", at=OMIT, event_id="x"), "missing_field:occurred_at"),
         (enrolled("P2", name="", event_id="x"), "missing_field:name"),
-        (returned("P1", "", amount_cents=100, at="2026-03-01T12:00:00Z", event_id="x"), "missing_field:order_id"),
+        (returned("P1", "", amount_cents=100, at="2026-03-01T12:00:00Z", event_id="x"),
+         "missing_field:order_id"),
     ],
 )
 def test_missing_field(line, reason):
@@ -150,6 +191,7 @@ def test_a_missing_partner_id_is_missing_field():
     ],
 )
 def test_invalid_field(line, reason):
+    # AMBIGUOUS: a value of the wrong type or format is invalid_field:<field>
     r = run([enrolled("P1"), line])
     assert rejections(r) == [("x", reason)]
 
@@ -159,7 +201,8 @@ def test_invalid_field(line, reason):
     [
         ([enrolled("P2", segment="enterprise", event_id="x")], "unknown_enum:segment"),
         ([deal("P1", "D1", customer_id="ACME", at="2026-03-01T12:00:00Z"),
-          deal_closed("P1", "D1", outcome="maybe", at="2026-03-02T12:00:00Z", event_id="x")], "unknown_enum:outcome"),
+          deal_closed("P1", "D1", outcome="maybe", at="2026-03-02T12:00:00Z",
+                      event_id="x")], "unknown_enum:outcome"),
         ([training("P1", "T1", certification=True, at="2026-03-01T12:00:00Z"),
           redemption("P1", "R1", points=100, reward="cash", at="2026-03-02T12:00:00Z", event_id="x")],
          "unknown_enum:reward"),
@@ -273,16 +316,18 @@ def test_after_offboarding_returns_deal_closes_adjustments_resolutions_anomalies
         enrolled("P1"),
         deal("P1", "D1", customer_id="ACME", at="2026-03-01T12:00:00Z"),
         # 6000 * 200 * 100 // 10000 = 12000, self-dealing: held
-        sale("P1", "O1", amount_cents=600_000, category="software", customer_id="P1", at="2026-03-02T12:00:00Z",
-             event_id="s1"),
+        sale("P1", "O1", amount_cents=600_000, category="software", customer_id="P1",
+             at="2026-03-02T12:00:00Z", event_id="s1"),
         sale("P1", "O2", amount_cents=100_000, at="2026-03-03T12:00:00Z", event_id="s2"),  # 1000
         offboarded("P1", at="2026-03-05T12:00:00Z"),
         returned("P1", "O2", amount_cents=50_000, at="2026-03-06T12:00:00Z"),  # floor(1000 * 1/2) = 500
         deal_closed("P1", "D1", outcome="won", at="2026-03-07T12:00:00Z"),
-        adjustment_line(),  # +300
-        resolved("P1", "self_dealing:P1:s1", decision="dismissed", at="2026-03-09T12:00:00Z"),  # 12000 released
+        adjustment("P1", "A1", points=300, at="2026-03-08T12:00:00Z"),  # +300
+        resolved("P1", "self_dealing:P1:s1", decision="dismissed",
+                 at="2026-03-09T12:00:00Z"),  # 12000 released
         event("AnomalyDetected", "P1", "2026-03-10T12:00:00Z", alert_id="near_duplicate_order:P1:s2",
-              alert_type="near_duplicate_order", severity="medium", trigger_event_id="s2", evidence="recorded"),
+              alert_type="near_duplicate_order", severity="medium", trigger_event_id="s2",
+              evidence="recorded"),
         # net March 600000 + 100000 - 50000 = 650000 -> 1% = 6500 cents
         period_closed("2026-03"),
     ])
@@ -290,11 +335,6 @@ def test_after_offboarding_returns_deal_closes_adjustments_resolutions_anomalies
     assert points(r, "P1") == (12800, 0)  # 12000 + 1000 - 500 + 300
     assert rebate(r, "P1") == (6_500, 0)
     assert "near_duplicate_order:P1:s2" in alert_ids(r)
-
-
-def adjustment_line():
-    return event("PointsAdjusted", "P1", "2026-03-08T12:00:00Z", adjustment_id="A1", points=300,
-                 reason="goodwill", approved_by="manager-1")
 
 
 def test_enrolling_an_active_partner_is_already_enrolled():
@@ -364,14 +404,16 @@ def test_alert_resolution_must_name_an_open_alert_of_its_own_partner():
         enrolled("P1"),
         enrolled("P2"),
         # self-dealing: 1000 * 200 * 100 // 10000 = 2000 held
-        sale("P1", "O1", amount_cents=100_000, category="software", customer_id="P1", at="2026-03-01T12:00:00Z",
-             event_id="s1"),
-        resolved("P1", "self_dealing:P1:nope", decision="dismissed", at="2026-03-02T12:00:00Z", event_id="x1"),
+        sale("P1", "O1", amount_cents=100_000, category="software", customer_id="P1",
+             at="2026-03-01T12:00:00Z", event_id="s1"),
+        resolved("P1", "self_dealing:P1:nope", decision="dismissed", at="2026-03-02T12:00:00Z",
+                 event_id="x1"),
         resolved("P2", "self_dealing:P1:s1", decision="dismissed", at="2026-03-03T12:00:00Z", event_id="x2"),
         resolved("P1", "self_dealing:P1:s1", decision="dismissed", at="2026-03-04T12:00:00Z", event_id="x3"),
         resolved("P1", "self_dealing:P1:s1", decision="confirmed", at="2026-03-05T12:00:00Z", event_id="x4"),
     ])
-    assert rejections(r) == [("x1", "unknown_alert"), ("x2", "unknown_alert"), ("x4", "alert_already_resolved")]
+    assert rejections(r) == [
+        ("x1", "unknown_alert"), ("x2", "unknown_alert"), ("x4", "alert_already_resolved")]
     assert points(r, "P1") == (2000, 0)  # released by x3, not forfeited by x4
 
 
