@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections import defaultdict
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -83,7 +84,7 @@ def clickhouse_view(settings: Any) -> tuple[dict[str, dict[str, Any]], list[str]
              "occurred_at", "explanation", "prev_hash", "hash")
     by_partner: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        entry = dict(zip(names, row))
+        entry = dict(zip(names, row, strict=True))
         entry["occurred_at"] = entry["occurred_at"].strftime("%Y-%m-%dT%H:%M:%SZ")
         by_partner[entry["partner_id"]].append(entry)
     view, problems = {}, []

@@ -7,7 +7,8 @@ line before it sends any, so a bad file is refused whole, naming the line and th
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from kafka import KafkaProducer
 
@@ -71,7 +72,7 @@ class EventProducer:
         self._producer.flush()
         self._producer.close()
 
-    def __enter__(self) -> "EventProducer":
+    def __enter__(self) -> EventProducer:
         return self
 
     def __exit__(self, *exc: object) -> None:

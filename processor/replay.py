@@ -7,7 +7,8 @@ The result is the SPEC section 6 document.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from processor.codec import InvalidEvent, from_json_line
 from processor.domain import crosspartner

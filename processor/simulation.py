@@ -9,7 +9,8 @@ seed gives the same stream.
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from processor.domain.timeutil import MS_MINUTE, iso_seconds, month_index, month_to_period, parse_iso
 

@@ -47,7 +47,7 @@ def replay(source: str, as_json: bool, until: str | None, verify: bool, include_
             raise click.UsageError("--verify compares with the live system: use it with --source kafka")
         from processor.replay import replay_lines
         try:
-            stream = sys.stdin if source == "-" else open(source, encoding="utf-8")
+            stream = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
             raise click.BadParameter(f"{source}: {exc.strerror}", param_hint="--source") from None
         with stream:

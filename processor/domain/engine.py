@@ -7,8 +7,9 @@ same events in the same order give the same entries, hashes and ids, live or rep
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 from . import earning, holds, partners, period, redemptions, returns
 from .outcome import DUPLICATE, REJECTED, Outcome, Step

@@ -27,7 +27,7 @@ class Outcome:
     rejections: list[dict[str, Any]] = field(default_factory=list)
     forwards: list[tuple[str, dict[str, Any]]] = field(default_factory=list)   # (stage-2 key, record)
 
-    def extend(self, other: "Outcome") -> None:
+    def extend(self, other: Outcome) -> None:
         self.ledger += other.ledger
         self.tier_changes += other.tier_changes
         self.redemptions += other.redemptions

@@ -6,8 +6,9 @@ wrong. Nothing in the core hard-codes a number of SPEC section 4; it reads it fr
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .timeutil import parse_iso
 
@@ -98,7 +99,7 @@ class Program:
         return pct
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Program":
+    def from_dict(cls, d: Mapping[str, Any]) -> Program:
         tiers = _get(d, "tiers", "", dict)
         order = tuple(_get(tiers, "order", "tiers.", list))
         tier_pct = _int_map(tiers, "multiplier_pct", "tiers.")

@@ -6,12 +6,12 @@ integers (`year * 12 + month - 1`) so windows like "M-11..M" are plain subtracti
 from __future__ import annotations
 
 import calendar
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 MS_MINUTE = 60_000
 MS_HOUR = 3_600_000
 MS_DAY = 86_400_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_datetime(ms: int) -> datetime:
@@ -22,7 +22,7 @@ def parse_iso(text: str) -> int:
     """ISO-8601 UTC (`2026-10-05T12:00:00Z`) to epoch milliseconds."""
     dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     delta = dt - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 

@@ -10,8 +10,9 @@ same code, so live and replay cannot drift.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from processor import topics
 from processor.codec import InvalidEvent, decode

@@ -8,8 +8,9 @@ one (seen as a skipped offset and a lost message).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 
 @contextmanager

@@ -6,7 +6,8 @@ domain's dataclasses are pickled here explicitly: one `pickle.dumps` per changed
 from __future__ import annotations
 
 import pickle
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 
 class PickledTable:

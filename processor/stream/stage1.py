@@ -13,8 +13,8 @@ from processor.domain.engine import Stage1
 from processor.stream import metrics
 from processor.stream.app import BATCH_MAX, BATCH_WITHIN, app, partner_events, partner_table, program
 from processor.stream.delivery import deliver
-from processor.stream.partition_context import on_partition_of
 from processor.stream.folding import Message, PartitionMeta, fold_partition, meta_key
+from processor.stream.partition_context import on_partition_of
 
 core = Stage1(program)   # live: deal-id uniqueness is checked per partner (see docs/decisions.md)
 

@@ -13,8 +13,8 @@ from processor.codec import encode
 from processor.domain import crosspartner
 from processor.stream.app import BATCH_MAX, BATCH_WITHIN, app, crosspartner_table, program, repartition
 from processor.stream.delivery import deliver
-from processor.stream.partition_context import on_partition_of
 from processor.stream.folding import OutRecord, meta_key
+from processor.stream.partition_context import on_partition_of
 
 
 @app.agent(repartition)

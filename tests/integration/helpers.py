@@ -7,7 +7,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from processor.config import Settings
 from projections.migrate import client

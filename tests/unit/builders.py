@@ -193,7 +193,7 @@ def check_ledger(result: dict) -> None:
     partners = result["partners"]
     by_partner: dict[str, list[dict]] = defaultdict(list)
     for entry in result["ledger"]:
-        assert LEDGER_FIELDS <= set(entry), f"ledger entry lacks {LEDGER_FIELDS - set(entry)}: {entry}"
+        assert set(entry) >= LEDGER_FIELDS, f"ledger entry lacks {LEDGER_FIELDS - set(entry)}: {entry}"
         by_partner[entry["partner_id"]].append(entry)
     assert set(by_partner) <= set(partners), f"ledger names partners not in 'partners': {set(by_partner)}"
     for pid, state in partners.items():
