@@ -7,6 +7,7 @@ import click
 from processor.cli.dev import dev
 from processor.cli.emit import close_period, emit
 from processor.cli.replay import replay
+from processor.cli.simulate import simulate
 
 main = click.Group(
     "incentives",
@@ -24,6 +25,7 @@ main.add_command(dev)
 main.add_command(emit)
 main.add_command(close_period)
 main.add_command(replay)
+main.add_command(simulate)
 
 
 if __name__ == "__main__":
