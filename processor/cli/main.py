@@ -25,6 +25,7 @@ main.add_command(dev)
 main.add_command(emit)
 main.add_command(close_period)
 main.add_command(replay)
+from processor.cli.bench import bench; main.add_command(bench)  # noqa: E402,E702,I001
 main.add_command(simulate)
 
 

@@ -41,6 +41,10 @@ app = faust.App(
     processing_guarantee="at_least_once",
     producer_acks=-1,
     logging_config=None,
+    # Tansu's end offsets are short by the rest of the last record batch (STACK.md), so a correct
+    # local RocksDB offset can look "ahead" of the changelog and Faust would refuse to start. Our
+    # state checks itself instead (PartitionMeta watermark, event-id dedup).
+    recovery_consistency_check=False,
 )
 logging.getLogger("faust").setLevel(logging.WARNING)
 

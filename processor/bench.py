@@ -1,0 +1,550 @@
+"""Benchmarks: the pure domain fold, and the live pipeline on a running local stack.
+
+Figures are measured and reported, never asserted: these machines vary, and a benchmark that fails
+tells less than one that prints its numbers.
+
+``run_core`` (no services): simulate N events, encode them with the Avro codec, then time
+(a) Avro decode of every message, (b) the file replay fold (`Replayer`, both stages) over the
+decoded events, (c) `folding.fold_partition` over the bytes in batches per partition with a
+dict-backed partner store (what the stage-1 agent does, minus Kafka and the table), and (d) the
+same with every changed partner pickled back and unpickled on load, as `PickledTable` does live.
+
+``run_pipeline`` (the stack of the current settings, `incentives dev up`): produce N simulated
+events with a kafka-python producer (all encoded first, then sent), poll the worker's ``/metrics``
+until stage 1 has counted every message, then poll ClickHouse ``ledger FINAL`` until it stops
+growing. Every id in the run (partners, events, orders, customers, deals, ...) carries a fresh run
+id, and the simulated clock starts in the month after the latest event already in ClickHouse, so
+runs never collide with each other's partners, orders or closed periods.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import pickle
+import re
+import resource
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from processor import topics
+from processor.codec import decode, encode
+from processor.config import Settings
+from processor.simulation import simulate
+
+Echo = Callable[[str], None]
+
+DEFAULT_CORE_EVENTS = 200_000
+DEFAULT_PIPELINE_EVENTS = 100_000
+DEFAULT_PARTNERS = 500
+DEFAULT_BATCH = 10_000
+DEFAULT_START = "2026-01-01T00:00:00Z"
+#: Stage 1 must reach the target within BASE + N / MIN_RATE seconds (proportional timeout).
+PIPELINE_TIMEOUT_BASE = 60.0
+PIPELINE_TIMEOUT_MIN_RATE = 200.0
+#: The ledger count has "stopped growing" when it stayed the same for this long.
+SINK_STABLE_SECONDS = 6.0
+SINK_TIMEOUT = 300.0
+
+EVENTS_METRIC = "incentives_events_total"
+BATCH_METRIC = "incentives_batch_seconds"
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+# ------------------------------------------------------------------------------------- figures
+
+@dataclass
+class Figure:
+    """One measured step: `events` input events in `seconds`, and a note for the table."""
+    name: str
+    events: int
+    seconds: float
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else float("inf")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"events": self.events, "seconds": round(self.seconds, 3),
+                "events_per_s": round(self.rate) if self.seconds > 0 else None,
+                **({"note": self.note} if self.note else {})}
+
+
+@dataclass
+class Report:
+    """The result of one part (core or pipeline): timed figures and other facts."""
+    part: str
+    figures: list[Figure] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, name: str, events: int, seconds: float, note: str = "") -> Figure:
+        fig = Figure(name, events, seconds, note)
+        self.figures.append(fig)
+        return fig
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.facts, "figures": {f.name: f.as_dict() for f in self.figures}}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (Linux reports KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def format_table(report: Report) -> str:
+    """The figures of a report as an aligned table, then its facts."""
+    rows = [("step", "events", "seconds", "events/s", "")]
+    for f in report.figures:
+        rate = f"{f.rate:,.0f}" if f.seconds > 0 else "-"
+        rows.append((f.name, f"{f.events:,}", f"{f.seconds:.2f}", rate, f.note))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [f"== {report.part} =="]
+    for i, r in enumerate(rows):
+        lines.append(f"  {r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  "
+                     f"{r[3]:>{widths[3]}}  {r[4]}".rstrip())
+        if i == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    if report.facts:
+        width = max(len(k) for k in report.facts)
+        for key, value in report.facts.items():
+            shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else value
+            lines.append(f"  {key:<{width}}  {shown}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- events
+
+_ID_FIELD = re.compile(r"_id$")
+
+
+def tag_ids(event: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """A copy of `event` with `prefix` in front of every id (`*_id` string fields except the
+    all-partners `*`), so two runs share no partner, event, order, customer or deal."""
+    out = dict(event)
+    for key, value in event.items():
+        if _ID_FIELD.search(key) and isinstance(value, str) and value != "*":
+            out[key] = prefix + value
+    return out
+
+
+def generate(n: int, seed: int, partners: int, start: str = DEFAULT_START,
+             prefix: str = "") -> list[dict[str, Any]]:
+    """The first `n` simulated events (JSON-ready dicts), ids prefixed with `prefix`."""
+    events = itertools.islice(simulate(seed, partners, start=start), n)
+    return [tag_ids(e, prefix) for e in events] if prefix else list(events)
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition kafka-python's default partitioner picks for `key` (murmur2, like Java)."""
+    from kafka.partitioner.default import murmur2
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def wire_messages(encoded: Iterable[tuple[dict[str, Any], bytes]],
+                  partitions: int) -> list[tuple[bytes, bytes, int]]:
+    """(key, value, partition) per message as the producer writes them: keyed by partner, a
+    PeriodClosed once into every partition."""
+    out: list[tuple[bytes, bytes, int]] = []
+    for event, value in encoded:
+        if event["event_type"] == "PeriodClosed":
+            out += [(b"*", value, p) for p in range(partitions)]
+        else:
+            key = event["partner_id"].encode()
+            out.append((key, value, partition_of(key, partitions)))
+    return out
+
+
+# ------------------------------------------------------------------------------------- core
+
+def run_core(n: int = DEFAULT_CORE_EVENTS, *, seed: int = 7, partners: int = DEFAULT_PARTNERS,
+             partitions: int = 4, batch: int = DEFAULT_BATCH, program_path: str | None = None,
+             echo: Echo = _quiet) -> Report:
+    """Time the domain core without services (see the module docstring)."""
+    from processor.domain.engine import Stage1
+    from processor.programs import load_program
+    from processor.replay import Replayer
+    from processor.stream.folding import Message, PartitionMeta, fold_partition
+
+    program = load_program(program_path)
+    report = Report("core")
+
+    echo(f"core: simulating {n:,} events ({partners} partners, seed {seed}) ...")
+    t = time.perf_counter()
+    events = generate(n, seed, partners)
+    report.add("simulate (setup)", len(events), time.perf_counter() - t, "processor.simulation, not the core")
+    n = len(events)
+
+    t = time.perf_counter()
+    encoded = [encode(e) for e in events]
+    report.add("validate + Avro encode", n, time.perf_counter() - t)
+    closes = sum(1 for e in events if e["event_type"] == "PeriodClosed")
+    del events
+
+    echo("core: (a) Avro decode ...")
+    t = time.perf_counter()
+    decoded = [decode(b) for b in encoded]
+    report.add("(a) Avro decode", n, time.perf_counter() - t)
+
+    echo("core: (b) file replay fold ...")
+    replayer = Replayer(program)
+    t = time.perf_counter()
+    for event in decoded:
+        replayer.feed(event)
+    report.add("(b) replay fold (Replayer)", n, time.perf_counter() - t,
+               f"both stages, {len(replayer.ledger):,} ledger entries")
+    del replayer
+
+    messages = wire_messages(zip(decoded, encoded, strict=True), partitions)
+    del decoded
+    per_partition: dict[int, list[Message]] = defaultdict(list)
+    for _key, value, p in messages:
+        per_partition[p].append(Message(topics.PARTNER_EVENTS, p, len(per_partition[p]), value, None))
+    del messages
+    msg_count = sum(len(v) for v in per_partition.values())
+
+    def fold_all(pickled: bool) -> tuple[float, int, int, int]:
+        stage1 = Stage1(program)              # live: deal ids per partner
+        records = batches = writes = 0
+        elapsed = 0.0
+        for p in sorted(per_partition):
+            meta = PartitionMeta(p)
+            plain: dict[str, Any] = {}
+            raw: dict[str, bytes] = {}
+
+            def load_raw(key: str, raw: dict[str, bytes] = raw) -> Any:
+                data = raw.get(key)
+                return None if data is None else pickle.loads(data)
+
+            load = load_raw if pickled else plain.get
+            msgs = per_partition[p]
+            for i in range(0, len(msgs), batch):
+                t0 = time.perf_counter()
+                result = fold_partition(stage1, meta, load, msgs[i:i + batch])
+                if pickled:
+                    for pid, state in result.dirty.items():
+                        raw[pid] = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+                    pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL)   # the watermark write
+                else:
+                    plain.update(result.dirty)
+                elapsed += time.perf_counter() - t0
+                records += len(result.records)
+                writes += len(result.dirty)
+                batches += 1
+        return elapsed, records, batches, writes
+
+    echo(f"core: (c) fold_partition, {partitions} partitions, batches of {batch:,} ...")
+    seconds, records, batches, writes = fold_all(pickled=False)
+    report.add("(c) fold_partition, dict store", n, seconds,
+               f"{msg_count:,} msgs, {batches} batches, {records:,} output records")
+    echo("core: (d) the same with pickled state ...")
+    seconds, _, _, writes = fold_all(pickled=True)
+    report.add("(d) (c) + pickled state", n, seconds, f"{writes:,} state writes, as PickledTable")
+
+    report.facts.update({
+        "events": n,
+        "messages": msg_count,
+        "period_closes": closes,
+        "partners": partners,
+        "partitions": partitions,
+        "avg_message_bytes": round(sum(len(b) for b in encoded) / max(1, n), 1),
+        "output_records_per_event": round(records / max(1, n), 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    })
+    return report
+
+
+# ------------------------------------------------------------------------------------- live stack
+
+class StackNotReady(RuntimeError):
+    """The worker (or the broker) of the current settings does not answer."""
+
+
+def _http_get(url: str, timeout: float = 5.0) -> tuple[int | None, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, b""
+    except (urllib.error.URLError, OSError, ValueError):
+        return None, b""
+
+
+def worker_ready(settings: Settings) -> int | None:
+    """HTTP status of the worker's /ready, None if nothing answers."""
+    return _http_get(f"{settings.web_url}/ready", timeout=2.0)[0]
+
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """(name, labels, value) of every sample in a Prometheus text exposition."""
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if m:
+            out.append((m.group(1), dict(_LABEL.findall(m.group(2) or "")), float(m.group(3))))
+    return out
+
+
+@dataclass
+class WorkerMetrics:
+    stage1: float            # messages stage 1 took from the producer's side (see stage1_count)
+    all_events: float        # sum of incentives_events_total over every label
+    batches: float
+    batch_seconds: float
+
+
+def stage1_count(samples: list[tuple[str, dict[str, str], float]]) -> float:
+    """Stage 1's count of the messages producers wrote: `incentives_events_total` over all labels,
+    without the AnomalyDetected events stage 2 appends itself and without redeliveries (a message
+    skipped after a restart, already counted when it was applied)."""
+    return sum(v for name, labels, v in samples if name == EVENTS_METRIC
+               and labels.get("event_type") != "AnomalyDetected" and labels.get("outcome") != "redelivered")
+
+
+def read_worker_metrics(settings: Settings) -> WorkerMetrics:
+    status, body = _http_get(f"{settings.web_url}/metrics")
+    if status != 200:
+        raise StackNotReady(f"the worker's {settings.web_url}/metrics answered {status}")
+    samples = parse_metrics(body.decode("utf-8", "replace"))
+    return WorkerMetrics(
+        stage1=stage1_count(samples),
+        all_events=sum(v for name, _, v in samples if name == EVENTS_METRIC),
+        batches=sum(v for name, _, v in samples if name == BATCH_METRIC + "_count"),
+        batch_seconds=sum(v for name, _, v in samples if name == BATCH_METRIC + "_sum"),
+    )
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _rss_mb(pid: int) -> tuple[float, float] | None:
+    """(current, peak) resident set size of a process in MB."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            status = dict(line.split(":", 1) for line in f if ":" in line)
+        return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def stack_pids(settings: Settings) -> dict[str, int]:
+    """Pids of the components `incentives dev up` started with these settings (by pid file)."""
+    from processor.devstack import broker, clickhouse, worker
+    pids = {}
+    for component in (worker, broker, clickhouse):
+        pid = component.running(settings)
+        if pid is not None:
+            pids[component.NAME] = pid
+    return pids
+
+
+class _ClickHouse:
+    def __init__(self, settings: Settings) -> None:
+        from projections.migrate import client
+        self.db = settings.clickhouse_database
+        self.client = client(settings)
+
+    def scalar(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        rows = self.client.execute(sql.format(db=self.db), params or {})
+        return rows[0][0] if rows else None
+
+    def ledger_count(self, like: str) -> int:
+        return int(self.scalar("SELECT count() FROM {db}.ledger FINAL WHERE partner_id LIKE %(p)s",
+                               {"p": like}))
+
+    def next_month_after_latest_event(self) -> str | None:
+        """The first instant of the month after the latest recorded event, or None if none."""
+        rows = self.client.execute(f"SELECT count(), max(occurred_at) FROM {self.db}.events")
+        count, latest = rows[0]
+        if not count:
+            return None
+        year, month = latest.year, latest.month + 1
+        if month == 13:
+            year, month = year + 1, 1
+        return f"{year:04d}-{month:02d}-01T00:00:00Z"
+
+
+def pipeline_timeout(n: int) -> float:
+    return PIPELINE_TIMEOUT_BASE + n / PIPELINE_TIMEOUT_MIN_RATE
+
+
+def run_pipeline(settings: Settings, n: int = DEFAULT_PIPELINE_EVENTS, *, seed: int = 7,
+                 partners: int = DEFAULT_PARTNERS, timeout: float | None = None,
+                 run_id: str | None = None, echo: Echo = _quiet) -> Report:
+    """Time the live pipeline of `settings` (see the module docstring). Raises StackNotReady when
+    the worker's /ready does not answer 200."""
+    from kafka import KafkaProducer
+
+    status = worker_ready(settings)
+    if status != 200:
+        what = "nothing answers" if status is None else f"it answered HTTP {status}"
+        raise StackNotReady(
+            f"no ready worker at {settings.web_url}/ready ({what}). Start the local stack first with "
+            f"`incentives dev up` (same INCENTIVES_* settings: kafka {settings.kafka_bootstrap}, "
+            f"worker web port {settings.web_port}, home {settings.home}).")
+
+    run_id = run_id or uuid.uuid4().hex[:8]
+    prefix = f"bench{run_id}-"
+    timeout = pipeline_timeout(n) if timeout is None else timeout
+    report = Report("pipeline")
+
+    ch: _ClickHouse | None
+    try:
+        ch = _ClickHouse(settings)
+        start = ch.next_month_after_latest_event() or DEFAULT_START
+    except Exception as e:  # noqa: BLE001 - any driver error: measure without the sink
+        echo(f"pipeline: ClickHouse does not answer ({e!r:.200}); the sink figure is skipped")
+        ch, start = None, DEFAULT_START
+
+    echo(f"pipeline: run {run_id}: simulating {n:,} events from {start[:7]} ({partners} partners) ...")
+    t = time.perf_counter()
+    events = generate(n, seed, partners, start=start, prefix=prefix)
+    report.add("simulate (setup)", len(events), time.perf_counter() - t, "not timed in the pipeline")
+    n = len(events)
+    t = time.perf_counter()
+    encoded = [encode(e) for e in events]
+    report.add("validate + Avro encode", n, time.perf_counter() - t, "before sending")
+
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks=1, linger_ms=20,
+                             batch_size=1024 * 1024, buffer_memory=256 * 1024 * 1024,
+                             max_request_size=8 * 1024 * 1024, retries=5)
+    try:
+        parts = producer.partitions_for(topics.PARTNER_EVENTS)
+        if not parts:
+            raise StackNotReady(f"topic {topics.PARTNER_EVENTS} has no partitions on {settings.kafka_bootstrap}")
+        messages = wire_messages(zip(events, encoded, strict=True), len(parts))
+        del events, encoded
+
+        before = read_worker_metrics(settings)
+        pids = stack_pids(settings)
+        cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+        ledger_before = ch.ledger_count(prefix + "%") if ch else 0
+
+        echo(f"pipeline: sending {len(messages):,} messages to {settings.kafka_bootstrap} ...")
+        t0 = time.perf_counter()
+        for key, value, p in messages:
+            producer.send(topics.PARTNER_EVENTS, key=key, value=value, partition=p)
+        producer.flush(timeout=max(60.0, timeout))
+        produced = time.perf_counter() - t0
+    finally:
+        producer.close(timeout=10)
+    target = len(messages)
+    report.add("producer (kafka-python, acks=1)", n, produced, f"{target:,} msgs, "
+               f"{target / produced:,.0f} msgs/s" if produced > 0 else "")
+
+    echo(f"pipeline: waiting for stage 1 to count {target:,} messages (timeout {timeout:.0f} s) ...")
+    deadline = t0 + timeout
+    first_progress: float | None = None
+    done_at: float | None = None
+    last_echo = time.perf_counter()
+    now_metrics = before
+    while True:
+        try:
+            now_metrics = read_worker_metrics(settings)
+        except StackNotReady as e:
+            echo(f"pipeline: {e}")
+        counted = now_metrics.stage1 - before.stage1
+        now = time.perf_counter()
+        if counted > 0 and first_progress is None:
+            first_progress = now - t0
+        if counted >= target:
+            done_at = now - t0
+            break
+        if now > deadline:
+            break
+        if now - last_echo >= 5:
+            echo(f"pipeline:   {counted:,.0f} / {target:,} after {now - t0:.0f} s")
+            last_echo = now
+        time.sleep(0.2)
+    counted = int(now_metrics.stage1 - before.stage1)
+    cpu_after = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    wall = (done_at if done_at is not None else time.perf_counter() - t0)
+    if done_at is not None:
+        report.add("end to end: sent -> stage 1 counted", n, done_at, f"{target:,} msgs")
+    else:
+        report.add("end to end (TIMED OUT)", counted, wall,
+                   f"only {counted:,} of {target:,} msgs counted in {timeout:.0f} s")
+    if first_progress is not None and done_at is not None and done_at > first_progress:
+        report.add("stage 1 after its first count", n, done_at - first_progress, "without start-up latency")
+
+    batches = now_metrics.batches - before.batches
+    batch_seconds = now_metrics.batch_seconds - before.batch_seconds
+    report.facts.update({
+        "run_id": run_id,
+        "partner_prefix": prefix,
+        "simulated_from": start,
+        "events": n,
+        "messages": target,
+        "stage1_counted": counted,
+        "stage2_findings_counted": int((now_metrics.all_events - before.all_events)
+                                       - (now_metrics.stage1 - before.stage1)),
+        "first_count_after_s": round(first_progress, 2) if first_progress is not None else None,
+        "stage1_batches": int(batches),
+        "stage1_mean_batch_msgs": round(counted / batches) if batches else None,
+        "stage1_mean_batch_s": round(batch_seconds / batches, 3) if batches else None,
+        "stage1_busy_share": round(batch_seconds / wall, 2) if wall > 0 else None,
+    })
+    for name in pids:
+        b, a = cpu_before.get(name), cpu_after.get(name)
+        if b is not None and a is not None and wall > 0:
+            report.facts[f"cpu_{name}"] = f"{a - b:.1f} s = {100 * (a - b) / wall:.0f}% of one core"
+    worker_pid = pids.get("worker")
+    rss = _rss_mb(worker_pid) if worker_pid else None
+    if rss:
+        report.facts["worker_rss_mb"] = f"{rss[0]:.0f} (peak {rss[1]:.0f})"
+
+    if ch is not None:
+        echo("pipeline: waiting for ClickHouse ledger FINAL to stop growing ...")
+        rows, grew_at = ch.ledger_count(prefix + "%"), time.perf_counter() - t0
+        stable_since = time.perf_counter()
+        sink_deadline = time.perf_counter() + SINK_TIMEOUT
+        while time.perf_counter() - stable_since < SINK_STABLE_SECONDS and time.perf_counter() < sink_deadline:
+            time.sleep(1.0)
+            value = ch.ledger_count(prefix + "%")
+            if value != rows:
+                rows, grew_at, stable_since = value, time.perf_counter() - t0, time.perf_counter()
+        added = rows - ledger_before
+        report.add("sink: sent -> ledger FINAL stable", n, grew_at,
+                   f"{added:,} ledger rows; last growth seen (poll 1 s)")
+        report.facts["ledger_rows"] = added
+    else:
+        report.facts["ledger_rows"] = None
+    report.facts["bench_peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return report
+
+
+def summary(reports: list[Report], skipped: dict[str, str] | None = None) -> dict[str, Any]:
+    """The JSON document of a bench run."""
+    doc: dict[str, Any] = {"bench": "incentives", "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    for r in reports:
+        doc[r.part] = r.as_dict()
+    for part, reason in (skipped or {}).items():
+        doc[part] = {"skipped": reason}
+    return doc
+
+
+def to_json(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"), default=str)
