@@ -18,6 +18,7 @@ runs never collide with each other's partners, orders or closed periods.
 """
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import os
@@ -63,6 +64,32 @@ def _quiet(_line: str) -> None:
 
 # ------------------------------------------------------------------------------------- figures
 
+class Timer:
+    """Wall time, this process's CPU time and the time spent in the cyclic garbage collector of
+    the blocks run under it (re-entrant: the totals add up over several ``with timer:``).
+    CPU well below wall means the machine was busy with something else."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = self.gc = 0.0
+        self._gc_started: float | None = None
+
+    def _on_gc(self, phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self._gc_started is not None:
+            self.gc += time.perf_counter() - self._gc_started
+            self._gc_started = None
+
+    def __enter__(self) -> Timer:
+        gc.callbacks.append(self._on_gc)
+        self._wall0, self._cpu0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall += time.perf_counter() - self._wall0
+        self.cpu += time.process_time() - self._cpu0
+        gc.callbacks.remove(self._on_gc)
+
 @dataclass
 class Figure:
     """One measured step: `events` input events in `seconds`, and a note for the table."""
@@ -70,15 +97,23 @@ class Figure:
     events: int
     seconds: float
     note: str = ""
+    cpu_seconds: float | None = None     # this process's CPU time in the step (core only)
+    gc_seconds: float | None = None      # of which in Python's cyclic garbage collector
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else float("inf")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"events": self.events, "seconds": round(self.seconds, 3),
-                "events_per_s": round(self.rate) if self.seconds > 0 else None,
-                **({"note": self.note} if self.note else {})}
+        out: dict[str, Any] = {"events": self.events, "seconds": round(self.seconds, 3),
+                               "events_per_s": round(self.rate) if self.seconds > 0 else None}
+        if self.cpu_seconds is not None:
+            out["cpu_seconds"] = round(self.cpu_seconds, 3)
+        if self.gc_seconds is not None:
+            out["gc_seconds"] = round(self.gc_seconds, 3)
+        if self.note:
+            out["note"] = self.note
+        return out
 
 
 @dataclass
@@ -88,10 +123,14 @@ class Report:
     figures: list[Figure] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
 
-    def add(self, name: str, events: int, seconds: float, note: str = "") -> Figure:
-        fig = Figure(name, events, seconds, note)
+    def add(self, name: str, events: int, seconds: float, note: str = "", *,
+            cpu_seconds: float | None = None, gc_seconds: float | None = None) -> Figure:
+        fig = Figure(name, events, seconds, note, cpu_seconds, gc_seconds)
         self.figures.append(fig)
         return fig
+
+    def timed(self, name: str, events: int, timer: Timer, note: str = "") -> Figure:
+        return self.add(name, events, timer.wall, note, cpu_seconds=timer.cpu, gc_seconds=timer.gc)
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.facts, "figures": {f.name: f.as_dict() for f in self.figures}}
@@ -102,19 +141,38 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cpu_share(report: Report) -> str:
+    """CPU over wall time of the timed steps: well under 100% means other processes took the cores."""
+    figs = [f for f in report.figures if f.cpu_seconds is not None]
+    wall = sum(f.seconds for f in figs)
+    return f"{100 * sum(f.cpu_seconds or 0 for f in figs) / wall:.0f}%" if wall > 0 else "-"
+
+
+def _load() -> str:
+    """The 1/5/15-minute load averages and the core count (figures on a busy machine are lower)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "-"
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
 def format_table(report: Report) -> str:
     """The figures of a report as an aligned table, then its facts."""
-    rows = [("step", "events", "seconds", "events/s", "")]
+    timed = any(f.cpu_seconds is not None for f in report.figures)
+    rows = [("step", "events", "seconds", "events/s", "cpu/gc s" if timed else "", "")]
     for f in report.figures:
         rate = f"{f.rate:,.0f}" if f.seconds > 0 else "-"
-        rows.append((f.name, f"{f.events:,}", f"{f.seconds:.2f}", rate, f.note))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        cpu = "" if f.cpu_seconds is None else f"{f.cpu_seconds:.2f}/{f.gc_seconds or 0:.2f}"
+        rows.append((f.name, f"{f.events:,}", f"{f.seconds:.2f}", rate, cpu, f.note))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = [f"== {report.part} =="]
     for i, r in enumerate(rows):
-        lines.append(f"  {r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  "
-                     f"{r[3]:>{widths[3]}}  {r[4]}".rstrip())
+        line = (f"  {r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}  "
+                + (f"{r[4]:>{widths[4]}}  " if timed else "") + r[5])
+        lines.append(line.rstrip())
         if i == 0:
-            lines.append("  " + "  ".join("-" * w for w in widths))
+            lines.append("  " + "  ".join("-" * w for w in widths[: 5 if timed else 4]))
     if report.facts:
         width = max(len(k) for k in report.facts)
         for key, value in report.facts.items():
@@ -180,29 +238,28 @@ def run_core(n: int = DEFAULT_CORE_EVENTS, *, seed: int = 7, partners: int = DEF
     report = Report("core")
 
     echo(f"core: simulating {n:,} events ({partners} partners, seed {seed}) ...")
-    t = time.perf_counter()
-    events = generate(n, seed, partners)
-    report.add("simulate (setup)", len(events), time.perf_counter() - t, "processor.simulation, not the core")
+    with Timer() as t:
+        events = generate(n, seed, partners)
     n = len(events)
+    report.timed("simulate (setup)", n, t, "processor.simulation, not the core")
 
-    t = time.perf_counter()
-    encoded = [encode(e) for e in events]
-    report.add("validate + Avro encode", n, time.perf_counter() - t)
+    with Timer() as t:
+        encoded = [encode(e) for e in events]
+    report.timed("validate + Avro encode", n, t)
     closes = sum(1 for e in events if e["event_type"] == "PeriodClosed")
     del events
 
     echo("core: (a) Avro decode ...")
-    t = time.perf_counter()
-    decoded = [decode(b) for b in encoded]
-    report.add("(a) Avro decode", n, time.perf_counter() - t)
+    with Timer() as t:
+        decoded = [decode(b) for b in encoded]
+    report.timed("(a) Avro decode", n, t)
 
     echo("core: (b) file replay fold ...")
     replayer = Replayer(program)
-    t = time.perf_counter()
-    for event in decoded:
-        replayer.feed(event)
-    report.add("(b) replay fold (Replayer)", n, time.perf_counter() - t,
-               f"both stages, {len(replayer.ledger):,} ledger entries")
+    with Timer() as t:
+        for event in decoded:
+            replayer.feed(event)
+    report.timed("(b) replay fold (Replayer)", n, t, f"both stages, {len(replayer.ledger):,} ledger entries")
     del replayer
 
     messages = wire_messages(zip(decoded, encoded, strict=True), partitions)
@@ -213,10 +270,11 @@ def run_core(n: int = DEFAULT_CORE_EVENTS, *, seed: int = 7, partners: int = DEF
     del messages
     msg_count = sum(len(v) for v in per_partition.values())
 
-    def fold_all(pickled: bool) -> tuple[float, int, int, int]:
+    def fold_all(pickled: bool) -> tuple[Timer, int, int, int]:
+        """Every partition in batches, like the agent: fold, then write each changed partner once."""
         stage1 = Stage1(program)              # live: deal ids per partner
+        timer = Timer()
         records = batches = writes = 0
-        elapsed = 0.0
         for p in sorted(per_partition):
             meta = PartitionMeta(p)
             plain: dict[str, Any] = {}
@@ -229,27 +287,27 @@ def run_core(n: int = DEFAULT_CORE_EVENTS, *, seed: int = 7, partners: int = DEF
             load = load_raw if pickled else plain.get
             msgs = per_partition[p]
             for i in range(0, len(msgs), batch):
-                t0 = time.perf_counter()
-                result = fold_partition(stage1, meta, load, msgs[i:i + batch])
-                if pickled:
-                    for pid, state in result.dirty.items():
-                        raw[pid] = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-                    pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL)   # the watermark write
-                else:
-                    plain.update(result.dirty)
-                elapsed += time.perf_counter() - t0
+                chunk = msgs[i:i + batch]
+                with timer:
+                    result = fold_partition(stage1, meta, load, chunk)
+                    if pickled:
+                        for pid, state in result.dirty.items():
+                            raw[pid] = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+                        pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL)   # the watermark write
+                    else:
+                        plain.update(result.dirty)
                 records += len(result.records)
                 writes += len(result.dirty)
                 batches += 1
-        return elapsed, records, batches, writes
+        return timer, records, batches, writes
 
     echo(f"core: (c) fold_partition, {partitions} partitions, batches of {batch:,} ...")
-    seconds, records, batches, writes = fold_all(pickled=False)
-    report.add("(c) fold_partition, dict store", n, seconds,
-               f"{msg_count:,} msgs, {batches} batches, {records:,} output records")
+    t, records, batches, writes = fold_all(pickled=False)
+    report.timed("(c) fold_partition, dict store", n, t,
+                 f"{msg_count:,} msgs, {batches} batches, {records:,} output records")
     echo("core: (d) the same with pickled state ...")
-    seconds, _, _, writes = fold_all(pickled=True)
-    report.add("(d) (c) + pickled state", n, seconds, f"{writes:,} state writes, as PickledTable")
+    t, _, _, writes = fold_all(pickled=True)
+    report.timed("(d) (c) + pickled state", n, t, f"{writes:,} state writes, as PickledTable")
 
     report.facts.update({
         "events": n,
@@ -260,6 +318,8 @@ def run_core(n: int = DEFAULT_CORE_EVENTS, *, seed: int = 7, partners: int = DEF
         "avg_message_bytes": round(sum(len(b) for b in encoded) / max(1, n), 1),
         "output_records_per_event": round(records / max(1, n), 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "cpu_of_wall": _cpu_share(report),
+        "load_average": _load(),
     })
     return report
 
@@ -397,6 +457,7 @@ def run_pipeline(settings: Settings, n: int = DEFAULT_PIPELINE_EVENTS, *, seed: 
     """Time the live pipeline of `settings` (see the module docstring). Raises StackNotReady when
     the worker's /ready does not answer 200."""
     from kafka import KafkaProducer
+    from kafka.errors import NoBrokersAvailable
 
     status = worker_ready(settings)
     if status != 200:
@@ -410,6 +471,7 @@ def run_pipeline(settings: Settings, n: int = DEFAULT_PIPELINE_EVENTS, *, seed: 
     prefix = f"bench{run_id}-"
     timeout = pipeline_timeout(n) if timeout is None else timeout
     report = Report("pipeline")
+    load_before = _load()
 
     ch: _ClickHouse | None
     try:
@@ -428,9 +490,12 @@ def run_pipeline(settings: Settings, n: int = DEFAULT_PIPELINE_EVENTS, *, seed: 
     encoded = [encode(e) for e in events]
     report.add("validate + Avro encode", n, time.perf_counter() - t, "before sending")
 
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks=1, linger_ms=20,
-                             batch_size=1024 * 1024, buffer_memory=256 * 1024 * 1024,
-                             max_request_size=8 * 1024 * 1024, retries=5)
+    try:
+        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks=1, linger_ms=20,
+                                 batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024, retries=5)
+    except NoBrokersAvailable:
+        raise StackNotReady(f"no Kafka broker answers at {settings.kafka_bootstrap} "
+                            "(start the stack with `incentives dev up`)") from None
     try:
         parts = producer.partitions_for(topics.PARTNER_EVENTS)
         if not parts:
@@ -533,6 +598,7 @@ def run_pipeline(settings: Settings, n: int = DEFAULT_PIPELINE_EVENTS, *, seed: 
     else:
         report.facts["ledger_rows"] = None
     report.facts["bench_peak_rss_mb"] = round(peak_rss_mb(), 1)
+    report.facts["load_average"] = f"{load_before} before, {_load()} after"
     return report
 
 

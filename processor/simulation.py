@@ -70,7 +70,8 @@ def simulate(seed: int = 7, partners: int = 50, start: str = "2026-01-01T00:00:0
             yield ev("TrainingCompleted", pid, course_id=f"COURSE-{rnd.randrange(12)}",
                      certification=rnd.random() < 0.4)
         elif roll < 0.85:
-            yield ev("MarketingActivityCompleted", pid, activity_id=f"{prefix}-ACT-{n}", activity_type=rnd.choice(ACTIVITIES))
+            yield ev("MarketingActivityCompleted", pid, activity_id=f"{prefix}-ACT-{n}",
+                     activity_type=rnd.choice(ACTIVITIES))
         elif roll < 0.90:
             yield ev("RedemptionRequested", pid, redemption_id=f"{prefix}-RED-{n}", reward=rnd.choice(REWARDS),
                      points=rnd.choice([500, 1000, 2500, 10000]))
@@ -87,8 +88,8 @@ def _anomaly(rnd: random.Random, ev, ids: list[str], orders, pid: str, t: int, p
     if kind == "duplicate" and orders:
         owner, order, amount = rnd.choice(orders[-200:])
         other = rnd.choice([p for p in ids if p != owner])
-        yield ev("SaleRecorded", other, order_id=order, customer_id=f"{prefix}-CUST-DUP", sku="SKU-1", category="hardware",
-                 quantity=1, amount_cents=amount, currency="USD", deal_id=None)
+        yield ev("SaleRecorded", other, order_id=order, customer_id=f"{prefix}-CUST-DUP", sku="SKU-1",
+                 category="hardware", quantity=1, amount_cents=amount, currency="USD", deal_id=None)
     elif kind == "near_duplicate":
         for i in range(2):
             yield ev("SaleRecorded", pid, order_id=f"{prefix}-ND-{t}-{i}", customer_id=f"{prefix}-CUST-ND", sku="SKU-9",
@@ -98,8 +99,8 @@ def _anomaly(rnd: random.Random, ev, ids: list[str], orders, pid: str, t: int, p
                  category="services", quantity=2, amount_cents=900_000, currency="USD", deal_id=None)
     elif kind == "burst":
         for i in range(4):
-            yield ev("SaleRecorded", pid, order_id=f"{prefix}-BURST-{t}-{i}", customer_id=f"{prefix}-CUST-B{i}", sku=f"SKU-B{i}",
-                     category="software", quantity=1, amount_cents=1_500_000, currency="USD", deal_id=None)
+            yield ev("SaleRecorded", pid, order_id=f"{prefix}-BURST-{t}-{i}", customer_id=f"{prefix}-CUST-B{i}",
+                     sku=f"SKU-B{i}", category="software", quantity=1, amount_cents=1_500_000, currency="USD", deal_id=None)
     else:
         yield ev("PointsAdjusted", pid, adjustment_id=f"{prefix}-ADJ-{t}", points=rnd.choice([5_000, 150_000]),
                  reason="goodwill", approved_by="channel-ops")

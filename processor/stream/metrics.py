@@ -11,3 +11,5 @@ EVENT_LATENCY = Histogram("incentives_event_latency_seconds",
                           "From the message's broker timestamp to its outputs being delivered",
                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 CONSUMER_LAG = Gauge("incentives_consumer_lag", "Records behind the high watermark", ["topic", "partition"])
+REWINDS = Counter("incentives_rewinds_total",
+                  "Seeks back to the state's watermark after offsets ran ahead of state", ["topic", "partition"])

@@ -9,13 +9,17 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
+from faust.types import TP
+
 from processor.domain.engine import Stage1
 from processor.stream import metrics
 from processor.stream.app import BATCH_MAX, BATCH_WITHIN, app, partner_events, partner_table, program
 from processor.stream.delivery import deliver
 from processor.stream.folding import Message, PartitionMeta, fold_partition, meta_key
 from processor.stream.partition_context import on_partition_of
+from processor.stream.rewind import Rewinder
 
+rewinder = Rewinder()
 core = Stage1(program)   # live: deal-id uniqueness is checked per partner (see docs/decisions.md)
 
 
@@ -42,16 +46,22 @@ async def stage1(stream):  # type: ignore[no-untyped-def]
         by_partition = defaultdict(list)
         for ev in events:
             by_partition[ev.message.partition].append(ev)
-        records, writes = [], []
+        records, writes, rewinds = [], [], []
         for partition, evs in by_partition.items():
             messages = [Message(e.message.topic, partition, e.message.offset, e.message.value,
                                 e.message.timestamp) for e in evs]
             with on_partition_of(stream, evs[-1]):      # table reads go to this partition
                 meta = partner_table.get(meta_key(partition)) or PartitionMeta(partition)
+                target = rewinder.target(evs[0].message.topic, partition, meta.watermark, evs[0].message.offset)
+                if target is not None:
+                    rewinds.append((TP(evs[0].message.topic, partition), target))
+                    continue
                 result = fold_partition(core, meta, partner_table.get, messages)
             records += result.records
             writes.append((evs[-1], meta, result))
             _observe(result)
+        for tp, offset in rewinds:
+            await app.consumer.seek(tp, offset)
         await deliver(app, records)
         for last_event, meta, result in writes:
             with on_partition_of(stream, last_event):

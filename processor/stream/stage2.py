@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+from faust.types import TP
+
 from processor import topics
 from processor.codec import encode
 from processor.domain import crosspartner
@@ -15,6 +17,9 @@ from processor.stream.app import BATCH_MAX, BATCH_WITHIN, app, crosspartner_tabl
 from processor.stream.delivery import deliver
 from processor.stream.folding import OutRecord, meta_key
 from processor.stream.partition_context import on_partition_of
+from processor.stream.rewind import Rewinder
+
+rewinder = Rewinder()
 
 
 @app.agent(repartition)
@@ -23,11 +28,15 @@ async def stage2(stream):  # type: ignore[no-untyped-def]
         by_partition = defaultdict(list)
         for ev in events:
             by_partition[ev.message.partition].append(ev)
-        records, writes = [], []
+        records, writes, rewinds = [], [], []
         for partition, evs in by_partition.items():
             cache: dict[str, dict] = {}
             with on_partition_of(stream, evs[-1]):
                 watermark = crosspartner_table.get(meta_key(partition), -1)
+                target = rewinder.target(evs[0].message.topic, partition, watermark, evs[0].message.offset)
+                if target is not None:
+                    rewinds.append((TP(evs[0].message.topic, partition), target))
+                    continue
                 for ev in evs:
                     if ev.message.offset <= watermark:
                         continue             # applied before a restart
@@ -40,6 +49,8 @@ async def stage2(stream):  # type: ignore[no-untyped-def]
                         records.append(OutRecord(topics.PARTNER_EVENTS, finding["partner_id"].encode(),
                                                  encode(finding)))
             writes.append((evs[-1], watermark, cache))
+        for tp, offset in rewinds:
+            await app.consumer.seek(tp, offset)
         await deliver(app, records)
         for last_event, watermark, cache in writes:
             with on_partition_of(stream, last_event):

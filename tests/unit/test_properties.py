@@ -91,14 +91,19 @@ def month_times(draw: Any, month: int, count: int) -> list[int]:
     times = []
     for _ in range(count):
         times.append(min(t, end))
-        t += draw(st.sampled_from([MIN, 4 * MIN, 7 * MIN, 30 * MIN, 5 * HOUR, 2 * DAY, 6 * DAY]))
+        t += draw(GAPS)
     return times
 
 
 # ---------------------------------------------------------------------------------------------- generation
 
 AMOUNTS = st.one_of(st.integers(0, 200_000), st.integers(0, 3_000_000), st.integers(0, 60_000_000),
-                    st.sampled_from([0, 99, 100, 500_000, 1_000_000, 2_000_000, 2_500_000]))
+                    st.sampled_from([0, 99, 100, 500_000, 1_000_000, 2_000_000, 2_500_000]),
+                    st.integers(10_000_000, 150_000_000))
+QUANTITIES = st.one_of(st.integers(0, 5), st.integers(0, 150))
+REDEEM_POINTS = st.one_of(st.integers(1, 3_000), st.integers(1, 2_000_000), st.integers(-10, 0))
+ADJUST_POINTS = st.one_of(st.integers(-5_000, 5_000), st.sampled_from([100_000, 100_001, -100_001, 250_000, -250_000]))
+GAPS = st.sampled_from([MIN, 4 * MIN, 7 * MIN, 30 * MIN, 5 * HOUR, 2 * DAY, 6 * DAY])
 
 
 class PartnerGen:
@@ -135,6 +140,8 @@ class PartnerGen:
 
     def one(self, draw: Any, kind: str, ms: int, month: int) -> dict[str, Any] | None:
         pid = self.pid
+        if not self.active and kind != "redelivery" and not draw(st.integers(0, 2)):
+            return self.enrol(ms)                           # an offboarded partner comes back
         if kind == "sale":
             return self.sale(draw, ms, month)
         if kind == "return":
@@ -166,12 +173,11 @@ class PartnerGen:
             return self.ev("MarketingActivityCompleted", ms, activity_id=f"{pid}-A{draw(st.integers(0, 3))}",
                            activity_type=draw(st.sampled_from(ACTIVITY_TYPES)))
         if kind == "redemption":
-            points = draw(st.one_of(st.integers(1, 3_000), st.integers(1, 2_000_000), st.integers(-10, 0)))
+            points = draw(REDEEM_POINTS)
             return self.ev("RedemptionRequested", ms, redemption_id=f"{pid}-R{draw(st.integers(0, 4))}",
                            reward=draw(st.sampled_from(REWARDS)), points=points)
         if kind == "adjustment":
-            points = draw(st.one_of(st.integers(-5_000, 5_000),
-                                    st.sampled_from([100_000, 100_001, -100_001, 250_000, -250_000])))
+            points = draw(ADJUST_POINTS)
             return self.ev("PointsAdjusted", ms, adjustment_id=f"{pid}-J{draw(st.integers(0, 5))}", points=points,
                            reason="goodwill", approved_by="manager-1")
         if kind == "redelivery":
@@ -208,7 +214,7 @@ class PartnerGen:
         fields: dict[str, Any] = {
             "order_id": order_id, "customer_id": customer, "sku": sku,
             "category": draw(st.sampled_from(CATEGORIES)),
-            "quantity": draw(st.one_of(st.integers(0, 5), st.integers(0, 150))),
+            "quantity": draw(QUANTITIES),
             "amount_cents": amount, "currency": "USD",
         }
         deal = draw(st.integers(0, 3))
