@@ -100,7 +100,8 @@ def _anomaly(rnd: random.Random, ev, ids: list[str], orders, pid: str, t: int, p
     elif kind == "burst":
         for i in range(4):
             yield ev("SaleRecorded", pid, order_id=f"{prefix}-BURST-{t}-{i}", customer_id=f"{prefix}-CUST-B{i}",
-                     sku=f"SKU-B{i}", category="software", quantity=1, amount_cents=1_500_000, currency="USD", deal_id=None)
+                     sku=f"SKU-B{i}", category="software", quantity=1, amount_cents=1_500_000, currency="USD",
+                     deal_id=None)
     else:
         yield ev("PointsAdjusted", pid, adjustment_id=f"{prefix}-ADJ-{t}", points=rnd.choice([5_000, 150_000]),
                  reason="goodwill", approved_by="channel-ops")
