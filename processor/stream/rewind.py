@@ -9,9 +9,11 @@ log no longer has those offsets), it gives up after a few tries, says so, and go
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from processor.stream import metrics
+from processor.stream.folding import meta_key
 
 log = logging.getLogger(__name__)
 
@@ -38,3 +40,25 @@ class Rewinder:
         log.warning("%s[%d]: state has applied up to offset %d but delivery resumed at %d; re-reading",
                     topic, partition, watermark, first_offset)
         return watermark + 1
+
+
+def rewind_after_recovery(app, topic: str, table, watermark_of) -> None:  # type: ignore[no-untyped-def]
+    """After a rebalance: any assigned partition of `topic` whose consumer position is beyond the
+    recovered state's watermark + 1 is sought back, so nothing between them is skipped, even when
+    no new message arrives to reveal the gap. Runs once recovery has completed, because Faust seeks
+    every stream partition to its committed offset at the very end of recovery."""
+    asyncio.ensure_future(_rewind_when_recovered(app, topic, table, watermark_of))
+
+
+async def _rewind_when_recovered(app, topic: str, table, watermark_of) -> None:  # type: ignore[no-untyped-def]
+    await app.tables.recovery.completed.wait()
+    for tp in sorted(app.consumer.assignment()):
+        if tp.topic != topic:
+            continue
+        position = await app.consumer.position(tp)
+        watermark = watermark_of(table.get(meta_key(tp.partition)))
+        if position is not None and position > watermark + 1:
+            metrics.REWINDS.labels(topic=topic, partition=str(tp.partition)).inc()
+            log.warning("%s[%d]: position %d is beyond the state's watermark %d after recovery; re-reading",
+                        topic, tp.partition, position, watermark)
+            await app.consumer.seek(tp, watermark + 1)

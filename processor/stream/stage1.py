@@ -17,7 +17,7 @@ from processor.stream.app import BATCH_MAX, BATCH_WITHIN, app, partner_events, p
 from processor.stream.delivery import deliver
 from processor.stream.folding import Message, PartitionMeta, fold_partition, meta_key
 from processor.stream.partition_context import on_partition_of
-from processor.stream.rewind import Rewinder
+from processor.stream.rewind import Rewinder, rewind_after_recovery
 
 rewinder = Rewinder()
 core = Stage1(program)   # live: deal-id uniqueness is checked per partner (see docs/decisions.md)
@@ -37,6 +37,12 @@ def _observe(result) -> None:  # type: ignore[no-untyped-def]
             metrics.POINTS_AWARDED.inc(awarded)
     if result.skipped:
         metrics.EVENTS.labels(event_type="any", outcome="redelivered").inc(result.skipped)
+
+
+@app.on_rebalance_complete.connect
+async def resume_from_state(sender, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    rewind_after_recovery(app, partner_events.get_topic_name(), partner_table,
+                                lambda meta: meta.watermark if meta else -1)
 
 
 @app.agent(partner_events)

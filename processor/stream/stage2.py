@@ -17,9 +17,15 @@ from processor.stream.app import BATCH_MAX, BATCH_WITHIN, app, crosspartner_tabl
 from processor.stream.delivery import deliver
 from processor.stream.folding import OutRecord, meta_key
 from processor.stream.partition_context import on_partition_of
-from processor.stream.rewind import Rewinder
+from processor.stream.rewind import Rewinder, rewind_after_recovery
 
 rewinder = Rewinder()
+
+
+@app.on_rebalance_complete.connect
+async def resume_from_state(sender, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    rewind_after_recovery(app, repartition.get_topic_name(), crosspartner_table,
+                                lambda watermark: -1 if watermark is None else watermark)
 
 
 @app.agent(repartition)
