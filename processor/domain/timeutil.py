@@ -6,6 +6,7 @@ integers (`year * 12 + month - 1`) so windows like "M-11..M" are plain subtracti
 from __future__ import annotations
 
 import calendar
+import time
 from datetime import UTC, datetime, timedelta
 
 MS_MINUTE = 60_000
@@ -29,12 +30,13 @@ def parse_iso(text: str) -> int:
 
 def iso_seconds(ms: int) -> str:
     """The ledger's time form: ISO-8601 UTC floored to the second."""
-    return to_datetime(ms - ms % 1000).strftime("%Y-%m-%dT%H:%M:%SZ")
+    t = time.gmtime(ms // 1000)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}Z"
 
 
 def month_index(ms: int) -> int:
-    dt = to_datetime(ms)
-    return dt.year * 12 + dt.month - 1
+    t = time.gmtime(ms // 1000)
+    return t.tm_year * 12 + t.tm_mon - 1
 
 
 def period_to_month(period: str) -> int:
@@ -55,7 +57,7 @@ def days_in_month(month: int) -> int:
 
 
 def day_of_month(ms: int) -> int:
-    return to_datetime(ms).day
+    return time.gmtime(ms // 1000).tm_mday
 
 
 def calendar_month_number(month: int) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Sequence
 
 from processor.stream.folding import OutRecord
@@ -28,3 +29,15 @@ async def deliver(app, records: Sequence[OutRecord]) -> None:  # type: ignore[no
             log.warning("delivery of %d records failed (%r); retrying in %.1fs", len(records), exc, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
+
+
+def crash_stop(where: str) -> None:
+    """Stop the worker at once, before Faust acks the batch and commits its offsets.
+
+    An agent body that raises still has its events acked by Faust (STACK.md), which would skip them.
+    Exiting immediately leaves the committed offsets where they were; the restarted worker resumes
+    from its state's own watermark and the batch is processed again (a bug stays visible, loudly).
+    """
+    log.critical("%s failed; stopping the worker so that no offset is committed past it", where, exc_info=True)
+    logging.shutdown()
+    os._exit(70)

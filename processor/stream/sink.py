@@ -14,6 +14,7 @@ from collections import defaultdict
 from processor import topics
 from processor.codec import InvalidEvent, decode, to_json_line
 from processor.stream.app import BATCH_WITHIN, app, settings, sink_sources
+from processor.stream.delivery import crash_stop
 from projections import sink as projection
 
 log = logging.getLogger(__name__)
@@ -66,5 +67,8 @@ def _write(rows: dict[str, list[dict]]) -> None:
 async def clickhouse_sink(stream):  # type: ignore[no-untyped-def]
     loop = asyncio.get_running_loop()
     async for events in stream.take_events(20_000, within=BATCH_WITHIN * 2):
-        rows = rows_of_batch([e.message for e in events])
-        await loop.run_in_executor(None, _write, rows)
+        try:
+            rows = rows_of_batch([e.message for e in events])
+            await loop.run_in_executor(None, _write, rows)
+        except Exception:    # a bug: stop before Faust acks the batch (it would never reach ClickHouse)
+            crash_stop("ClickHouse sink")

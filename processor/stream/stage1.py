@@ -12,15 +12,33 @@ from collections import defaultdict
 from faust.types import TP
 
 from processor.domain.engine import Stage1
+from processor.domain.state import PartnerState
 from processor.stream import metrics
 from processor.stream.app import BATCH_MAX, BATCH_WITHIN, app, partner_events, partner_table, program
-from processor.stream.delivery import deliver
+from processor.stream.delivery import crash_stop, deliver
 from processor.stream.folding import Message, PartitionMeta, fold_partition, meta_key
 from processor.stream.partition_context import on_partition_of
 from processor.stream.rewind import Rewinder, rewind_after_recovery
 
 rewinder = Rewinder()
 core = Stage1(program)   # live: deal-id uniqueness is checked per partner (see docs/decisions.md)
+
+# The live objects of this worker's partners, so a batch does not unpickle what the previous batch
+# wrote. Only this agent changes them, and only after the table has the same value; a rebalance
+# forgets them all (the table, recovered from the changelog, is the truth).
+live: dict[str, PartnerState] = {}
+live_meta: dict[int, PartitionMeta] = {}
+
+
+@app.on_partitions_assigned.connect
+async def forget_live_state(sender, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    live.clear()
+    live_meta.clear()
+
+
+def load(partner_id: str) -> PartnerState | None:
+    state = live.get(partner_id)
+    return state if state is not None else partner_table.get(partner_id)
 
 
 def _observe(result) -> None:  # type: ignore[no-untyped-def]
@@ -48,34 +66,44 @@ async def resume_from_state(sender, **kwargs) -> None:  # type: ignore[no-untype
 @app.agent(partner_events)
 async def stage1(stream):  # type: ignore[no-untyped-def]
     async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-        started = time.monotonic()
-        by_partition = defaultdict(list)
-        for ev in events:
-            by_partition[ev.message.partition].append(ev)
-        records, writes, rewinds = [], [], []
-        for partition, evs in by_partition.items():
-            messages = [Message(e.message.topic, partition, e.message.offset, e.message.value,
-                                e.message.timestamp) for e in evs]
-            with on_partition_of(stream, evs[-1]):      # table reads go to this partition
-                meta = partner_table.get(meta_key(partition)) or PartitionMeta(partition)
-                target = rewinder.target(evs[0].message.topic, partition, meta.watermark, evs[0].message.offset)
-                if target is not None:
-                    rewinds.append((TP(evs[0].message.topic, partition), target))
-                    continue
-                result = fold_partition(core, meta, partner_table.get, messages)
-            records += result.records
-            writes.append((evs[-1], meta, result))
-            _observe(result)
-        for tp, offset in rewinds:
-            await app.consumer.seek(tp, offset)
-        await deliver(app, records)
-        for last_event, meta, result in writes:
-            with on_partition_of(stream, last_event):
-                for partner_id, state in result.dirty.items():
-                    partner_table[partner_id] = state
-                partner_table[meta_key(meta.partition)] = meta     # last: the watermark follows the state
-        now = time.time()
-        for ev in events[:: max(1, len(events) // 50)]:
-            if ev.message.timestamp:
-                metrics.EVENT_LATENCY.observe(max(0.0, now - ev.message.timestamp))
-        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+        try:
+            await process_batch(stream, events)
+        except Exception:    # a bug or broken infrastructure: stop before Faust acks and commits
+            crash_stop("stage 1")
+
+
+async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    by_partition = defaultdict(list)
+    for ev in events:
+        by_partition[ev.message.partition].append(ev)
+    records, writes, rewinds = [], [], []
+    for partition, evs in by_partition.items():
+        messages = [Message(e.message.topic, partition, e.message.offset, e.message.value,
+                            e.message.timestamp) for e in evs]
+        with on_partition_of(stream, evs[-1]):      # table reads go to this partition
+            meta = (live_meta.get(partition) or partner_table.get(meta_key(partition))
+                    or PartitionMeta(partition))
+            target = rewinder.target(evs[0].message.topic, partition, meta.watermark, evs[0].message.offset)
+            if target is not None:
+                rewinds.append((TP(evs[0].message.topic, partition), target))
+                continue
+            result = fold_partition(core, meta, load, messages)
+        records += result.records
+        writes.append((evs[-1], meta, result))
+        _observe(result)
+    for tp, offset in rewinds:
+        await app.consumer.seek(tp, offset)
+    await deliver(app, records)
+    for last_event, meta, result in writes:
+        with on_partition_of(stream, last_event):
+            for partner_id, state in result.dirty.items():
+                partner_table[partner_id] = state
+                live[partner_id] = state
+            partner_table[meta_key(meta.partition)] = meta     # last: the watermark follows the state
+            live_meta[meta.partition] = meta
+    now = time.time()
+    for ev in events[:: max(1, len(events) // 50)]:
+        if ev.message.timestamp:
+            metrics.EVENT_LATENCY.observe(max(0.0, now - ev.message.timestamp))
+    metrics.BATCH_SECONDS.observe(time.monotonic() - started)

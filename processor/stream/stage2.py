@@ -14,7 +14,7 @@ from processor import topics
 from processor.codec import encode
 from processor.domain import crosspartner
 from processor.stream.app import BATCH_MAX, BATCH_WITHIN, app, crosspartner_table, program, repartition
-from processor.stream.delivery import deliver
+from processor.stream.delivery import crash_stop, deliver
 from processor.stream.folding import OutRecord, meta_key
 from processor.stream.partition_context import on_partition_of
 from processor.stream.rewind import Rewinder, rewind_after_recovery
@@ -31,35 +31,42 @@ async def resume_from_state(sender, **kwargs) -> None:  # type: ignore[no-untype
 @app.agent(repartition)
 async def stage2(stream):  # type: ignore[no-untyped-def]
     async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-        by_partition = defaultdict(list)
-        for ev in events:
-            by_partition[ev.message.partition].append(ev)
-        records, writes, rewinds = [], [], []
-        for partition, evs in by_partition.items():
-            cache: dict[str, dict] = {}
-            with on_partition_of(stream, evs[-1]):
-                watermark = crosspartner_table.get(meta_key(partition), -1)
-                target = rewinder.target(evs[0].message.topic, partition, watermark, evs[0].message.offset)
-                if target is not None:
-                    rewinds.append((TP(evs[0].message.topic, partition), target))
-                    continue
-                for ev in evs:
-                    if ev.message.offset <= watermark:
-                        continue             # applied before a restart
-                    watermark = ev.message.offset
-                    key = ev.message.key.decode()
-                    record = json.loads(ev.message.value)
-                    state = cache[key] if key in cache else crosspartner_table.get(key)
-                    cache[key], findings = crosspartner.apply(program, state, record)
-                    for finding in findings:
-                        records.append(OutRecord(topics.PARTNER_EVENTS, finding["partner_id"].encode(),
-                                                 encode(finding)))
-            writes.append((evs[-1], watermark, cache))
-        for tp, offset in rewinds:
-            await app.consumer.seek(tp, offset)
-        await deliver(app, records)
-        for last_event, watermark, cache in writes:
-            with on_partition_of(stream, last_event):
-                for key, state in cache.items():
-                    crosspartner_table[key] = state
-                crosspartner_table[meta_key(last_event.message.partition)] = watermark
+        try:
+            await process_batch(stream, events)
+        except Exception:    # a bug or broken infrastructure: stop before Faust acks and commits
+            crash_stop("stage 2")
+
+
+async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
+    by_partition = defaultdict(list)
+    for ev in events:
+        by_partition[ev.message.partition].append(ev)
+    records, writes, rewinds = [], [], []
+    for partition, evs in by_partition.items():
+        cache: dict[str, dict] = {}
+        with on_partition_of(stream, evs[-1]):
+            watermark = crosspartner_table.get(meta_key(partition), -1)
+            target = rewinder.target(evs[0].message.topic, partition, watermark, evs[0].message.offset)
+            if target is not None:
+                rewinds.append((TP(evs[0].message.topic, partition), target))
+                continue
+            for ev in evs:
+                if ev.message.offset <= watermark:
+                    continue             # applied before a restart
+                watermark = ev.message.offset
+                key = ev.message.key.decode()
+                record = json.loads(ev.message.value)
+                state = cache[key] if key in cache else crosspartner_table.get(key)
+                cache[key], findings = crosspartner.apply(program, state, record)
+                for finding in findings:
+                    records.append(OutRecord(topics.PARTNER_EVENTS, finding["partner_id"].encode(),
+                                             encode(finding)))
+        writes.append((evs[-1], watermark, cache))
+    for tp, offset in rewinds:
+        await app.consumer.seek(tp, offset)
+    await deliver(app, records)
+    for last_event, watermark, cache in writes:
+        with on_partition_of(stream, last_event):
+            for key, state in cache.items():
+                crosspartner_table[key] = state
+            crosspartner_table[meta_key(last_event.message.partition)] = watermark
