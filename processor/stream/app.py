@@ -12,6 +12,7 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from processor import topics
+from processor.codec.faust_codec import register_faust_codec
 from processor.config import load_settings
 from processor.programs import load_program
 from processor.stream.pickled_table import PickledTable
@@ -53,6 +54,10 @@ def raw_topic(*names: str) -> faust.TopicT:
     return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw",
                      value_serializer="raw", partitions=settings.partitions)
 
+
+# The agents read raw bytes and decode whole batches themselves (the hot path); the Avro codec is
+# also registered with Faust as "avro-events" for any agent or tool that wants decoded values.
+register_faust_codec()
 
 partner_events = raw_topic(topics.PARTNER_EVENTS)
 repartition = raw_topic(topics.REPARTITION)

@@ -107,3 +107,17 @@ async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
         if ev.message.timestamp:
             metrics.EVENT_LATENCY.observe(max(0.0, now - ev.message.timestamp))
     metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+
+
+@app.timer(interval=5.0)
+async def report_lag() -> None:
+    """Consumer lag of stage 1: records in each assigned partition beyond what the state has applied."""
+    topic = partner_events.get_topic_name()
+    for tp in app.consumer.assignment():
+        if tp.topic != topic:
+            continue
+        highwater = app.consumer.highwater(tp)
+        meta = live_meta.get(tp.partition)
+        if highwater is not None and meta is not None:
+            metrics.CONSUMER_LAG.labels(topic=topic, partition=str(tp.partition)).set(
+                max(0, highwater - meta.watermark - 1))
