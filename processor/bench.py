@@ -6,15 +6,18 @@ tells less than one that prints its numbers.
 ``run_core`` (no services): simulate N events, encode them with the Avro codec, then time
 (a) Avro decode of every message, (b) the file replay fold (`Replayer`, both stages) over the
 decoded events, (c) `folding.fold_partition` over the bytes in batches per partition with a
-dict-backed partner store (what the stage-1 agent does, minus Kafka and the table), and (d) the
-same with every changed partner pickled back and unpickled on load, as `PickledTable` does live.
+dict-backed partner store (the agent's live partner objects; what the stage-1 agent does, minus
+Kafka and the table), and (d) the same plus the table writes: every partner a batch changed is
+pickled once, as `PickledTable` does live.
 
-``run_pipeline`` (the stack of the current settings, `incentives dev up`): produce N simulated
-events with a kafka-python producer (all encoded first, then sent), poll the worker's ``/metrics``
-until stage 1 has counted every message, then poll ClickHouse ``ledger FINAL`` until it stops
-growing. Every id in the run (partners, events, orders, customers, deals, ...) carries a fresh run
-id, and the simulated clock starts in the month after the latest event already in ClickHouse, so
-runs never collide with each other's partners, orders or closed periods.
+``run_pipeline`` (the stack of the current settings, `incentives dev up`): wait until the worker
+is idle, produce N simulated events with a kafka-python producer (all encoded first, then sent),
+poll the worker's ``/metrics`` until stage 1 has counted every message, then poll ClickHouse
+``ledger FINAL`` and the worker's consumer-group lag until the ledger stops growing and every
+input is committed (stage 2 and the sink lag far behind stage 1). Every id in the run (partners,
+events, orders, customers, deals, ...) carries a fresh run id, and the simulated clock starts in
+the month after the latest event already in ClickHouse, so runs never collide with each other's
+partners, orders or closed periods.
 """
 from __future__ import annotations
 
@@ -50,12 +53,17 @@ DEFAULT_START = "2026-01-01T00:00:00Z"
 #: Stage 1 must reach the target within BASE + N / MIN_RATE seconds (proportional timeout).
 PIPELINE_TIMEOUT_BASE = 60.0
 PIPELINE_TIMEOUT_MIN_RATE = 200.0
-#: The ledger count has "stopped growing" when it stayed the same for this long.
+#: Done when the worker's group has committed everything and nothing changed for this long
+#: (without the lag, only the counters tell, and the worker can pause longer than that).
 SINK_STABLE_SECONDS = 6.0
+NO_LAG_STABLE_SECONDS = 20.0
 SINK_TIMEOUT = 300.0
+#: Before a run the worker must have been idle this long (no counter moved).
+IDLE_BEFORE_SECONDS = 3.0
 
 EVENTS_METRIC = "incentives_events_total"
 BATCH_METRIC = "incentives_batch_seconds"
+SINK_ROWS_METRIC = "incentives_sink_rows_total"
 
 
 def _quiet(_line: str) -> None:
@@ -270,21 +278,20 @@ def run_core(n: int = DEFAULT_CORE_EVENTS, *, seed: int = 7, partners: int = DEF
     del messages
     msg_count = sum(len(v) for v in per_partition.values())
 
+    facts: dict[str, Any] = {}
+
     def fold_all(pickled: bool) -> tuple[Timer, int, int, int]:
         """Every partition in batches, like the agent: fold, then write each changed partner once."""
         stage1 = Stage1(program)              # live: deal ids per partner
         timer = Timer()
         records = batches = writes = 0
+        by_topic: dict[str, int] = defaultdict(int)
+        state_bytes: list[int] = []
         for p in sorted(per_partition):
             meta = PartitionMeta(p)
-            plain: dict[str, Any] = {}
-            raw: dict[str, bytes] = {}
-
-            def load_raw(key: str, raw: dict[str, bytes] = raw) -> Any:
-                data = raw.get(key)
-                return None if data is None else pickle.loads(data)
-
-            load = load_raw if pickled else plain.get
+            live: dict[str, Any] = {}             # the agent's live partner objects
+            raw: dict[str, bytes] = {}            # the table: pickled values
+            load = live.get
             msgs = per_partition[p]
             for i in range(0, len(msgs), batch):
                 chunk = msgs[i:i + batch]
@@ -294,20 +301,26 @@ def run_core(n: int = DEFAULT_CORE_EVENTS, *, seed: int = 7, partners: int = DEF
                         for pid, state in result.dirty.items():
                             raw[pid] = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
                         pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL)   # the watermark write
-                    else:
-                        plain.update(result.dirty)
+                    live.update(result.dirty)
                 records += len(result.records)
                 writes += len(result.dirty)
                 batches += 1
+                for r in result.records:
+                    by_topic[r.topic] += 1
+            state_bytes += [len(v) for v in raw.values()]
+        facts.update(outputs_per_event={t: round(c / max(1, n), 3) for t, c in sorted(by_topic.items())})
+        if state_bytes:
+            facts.update(pickled_partner_state_bytes=f"mean {sum(state_bytes) // len(state_bytes):,}, "
+                                                     f"max {max(state_bytes):,}")
         return timer, records, batches, writes
 
     echo(f"core: (c) fold_partition, {partitions} partitions, batches of {batch:,} ...")
     t, records, batches, writes = fold_all(pickled=False)
     report.timed("(c) fold_partition, dict store", n, t,
                  f"{msg_count:,} msgs, {batches} batches, {records:,} output records")
-    echo("core: (d) the same with pickled state ...")
+    echo("core: (d) the same, pickling every changed partner ...")
     t, _, _, writes = fold_all(pickled=True)
-    report.timed("(d) (c) + pickled state", n, t, f"{writes:,} state writes, as PickledTable")
+    report.timed("(d) (c) + pickled table writes", n, t, f"{writes:,} partner writes, as PickledTable")
 
     report.facts.update({
         "events": n,
@@ -317,6 +330,7 @@ def run_core(n: int = DEFAULT_CORE_EVENTS, *, seed: int = 7, partners: int = DEF
         "partitions": partitions,
         "avg_message_bytes": round(sum(len(b) for b in encoded) / max(1, n), 1),
         "output_records_per_event": round(records / max(1, n), 2),
+        **facts,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "cpu_of_wall": _cpu_share(report),
         "load_average": _load(),
@@ -367,6 +381,12 @@ class WorkerMetrics:
     all_events: float        # sum of incentives_events_total over every label
     batches: float
     batch_seconds: float
+    sink_rows: float         # rows the sink wrote to ClickHouse (copies included)
+
+    @property
+    def activity(self) -> tuple[float, float, float]:
+        """Changes whenever stage 1 (incl. stage-2 findings) or the sink did anything."""
+        return (self.all_events, self.batches, self.sink_rows)
 
 
 def stage1_count(samples: list[tuple[str, dict[str, str], float]]) -> float:
@@ -387,7 +407,83 @@ def read_worker_metrics(settings: Settings) -> WorkerMetrics:
         all_events=sum(v for name, _, v in samples if name == EVENTS_METRIC),
         batches=sum(v for name, _, v in samples if name == BATCH_METRIC + "_count"),
         batch_seconds=sum(v for name, _, v in samples if name == BATCH_METRIC + "_sum"),
+        sink_rows=sum(v for name, _, v in samples if name == SINK_ROWS_METRIC),
     )
+
+
+class KafkaLag:
+    """Records on the worker's input topics that its consumer group has not committed yet.
+
+    The high watermark comes from a fetch of each partition's last batch: this broker's
+    ``end_offsets()`` returns the base offset of the last batch + 1 (see STACK.md), which would
+    hide a multi-record tail. Nothing is committed: the group is only read (no join)."""
+
+    TOPICS = (topics.PARTNER_EVENTS, topics.REPARTITION, *topics.OUTPUT_TOPICS)
+
+    def __init__(self, settings: Settings) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.app_id,
+                                      enable_auto_commit=False, max_partition_fetch_bytes=64 * 1024)
+        self.tps = [TopicPartition(t, p) for t in self.TOPICS
+                    for p in sorted(self.consumer.partitions_for_topic(t) or [])]
+        self.consumer.assign(self.tps)
+
+    def __call__(self) -> int:
+        committed = {tp: self.consumer.committed(tp) or 0 for tp in self.tps}
+        ends = self.consumer.end_offsets(self.tps)
+        for tp in self.tps:
+            self.consumer.seek(tp, max(0, ends[tp] - 1))
+        pending = {tp for tp in self.tps if ends[tp] > 0}
+        deadline = time.monotonic() + 5.0
+        while pending and time.monotonic() < deadline:
+            for tp, records in self.consumer.poll(timeout_ms=200, max_records=100_000).items():
+                if records:
+                    pending.discard(tp)
+        return sum(max(0, max(ends[tp], self.consumer.highwater(tp) or 0) - committed[tp]) for tp in self.tps)
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+def wait_until_idle(settings: Settings, lag: Callable[[], int] | None, stable: float, timeout: float,
+                    probe: Callable[[], Any] | None = None, poll: float = 1.0, echo: Echo = _quiet,
+                    what: str = "the worker") -> tuple[float | None, float | None, bool]:
+    """Poll until the worker's consumer group has committed everything (`lag()` is 0) and neither
+    its counters nor `probe()` changed for `stable` seconds. Returns (seconds until the worker was
+    last seen busy, seconds until `probe()` last changed, idle reached); a time is None when
+    nothing was seen. Without `lag`, only the counters and the probe are watched."""
+    start = time.perf_counter()
+    busy_at: float | None = None
+    probe_at: float | None = None
+    last_activity = read_worker_metrics(settings).activity
+    last_probe = probe() if probe else None
+    quiet_since = last_echo = start
+    behind = 0
+    while True:
+        now = time.perf_counter()
+        try:
+            behind = lag() if lag else 0
+        except Exception as e:  # noqa: BLE001 - a Kafka hiccup: judge by the counters alone
+            echo(f"pipeline:   consumer lag unavailable ({e!r:.100})")
+            behind = 0
+        try:
+            activity = read_worker_metrics(settings).activity
+        except StackNotReady:
+            activity = last_activity
+        value = probe() if probe else None
+        now = time.perf_counter()
+        if activity != last_activity or behind > 0:
+            last_activity, busy_at, quiet_since = activity, now - start, now
+        if value != last_probe:
+            last_probe, probe_at, quiet_since = value, now - start, now
+        if now - quiet_since >= stable:
+            return busy_at, probe_at, True
+        if now - start >= timeout:
+            return busy_at, probe_at, False
+        if now - last_echo >= 10:
+            echo(f"pipeline:   {what} still busy after {now - start:.0f} s ({behind:,} records not committed)")
+            last_echo = now
+        time.sleep(poll)
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -457,7 +553,7 @@ def run_pipeline(settings: Settings, n: int = DEFAULT_PIPELINE_EVENTS, *, seed: 
     """Time the live pipeline of `settings` (see the module docstring). Raises StackNotReady when
     the worker's /ready does not answer 200."""
     from kafka import KafkaProducer
-    from kafka.errors import NoBrokersAvailable
+    from kafka.errors import KafkaError
 
     status = worker_ready(settings)
     if status != 200:
@@ -493,7 +589,7 @@ def run_pipeline(settings: Settings, n: int = DEFAULT_PIPELINE_EVENTS, *, seed: 
     try:
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks=1, linger_ms=20,
                                  batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024, retries=5)
-    except NoBrokersAvailable:
+    except KafkaError:
         raise StackNotReady(f"no Kafka broker answers at {settings.kafka_bootstrap} "
                             "(start the stack with `incentives dev up`)") from None
     try:
@@ -503,6 +599,21 @@ def run_pipeline(settings: Settings, n: int = DEFAULT_PIPELINE_EVENTS, *, seed: 
         messages = wire_messages(zip(events, encoded, strict=True), len(parts))
         del events, encoded
 
+        try:
+            lag: KafkaLag | None = KafkaLag(settings)
+        except KafkaError as e:
+            echo(f"pipeline: cannot read the worker's consumer lag ({e!r:.100}); judging idleness by its counters")
+            lag = None
+        stable = SINK_STABLE_SECONDS if lag is not None else NO_LAG_STABLE_SECONDS
+        # a backlog of an earlier run would be measured as this one's: wait for the worker to idle
+        echo("pipeline: checking that the worker is idle ...")
+        busy_for, _, idle = wait_until_idle(settings, lag, IDLE_BEFORE_SECONDS if lag else stable,
+                                            max(60.0, timeout), echo=echo,
+                                            what="the worker (a backlog from before this run)")
+        report.facts["worker_busy_before_run_s"] = round(busy_for, 1) if busy_for is not None else 0
+        if not idle:
+            echo("pipeline: WARNING: the worker is still busy with earlier messages; figures are low")
+            report.facts["warning"] = "the worker was still busy with earlier messages when the run began"
         before = read_worker_metrics(settings)
         pids = stack_pids(settings)
         cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
@@ -564,7 +675,7 @@ def run_pipeline(settings: Settings, n: int = DEFAULT_PIPELINE_EVENTS, *, seed: 
         "events": n,
         "messages": target,
         "stage1_counted": counted,
-        "stage2_findings_counted": int((now_metrics.all_events - before.all_events)
+        "stage2_findings_by_stage1_end": int((now_metrics.all_events - before.all_events)
                                        - (now_metrics.stage1 - before.stage1)),
         "first_count_after_s": round(first_progress, 2) if first_progress is not None else None,
         "stage1_batches": int(batches),
@@ -572,31 +683,47 @@ def run_pipeline(settings: Settings, n: int = DEFAULT_PIPELINE_EVENTS, *, seed: 
         "stage1_mean_batch_s": round(batch_seconds / batches, 3) if batches else None,
         "stage1_busy_share": round(batch_seconds / wall, 2) if wall > 0 else None,
     })
-    for name in pids:
-        b, a = cpu_before.get(name), cpu_after.get(name)
-        if b is not None and a is not None and wall > 0:
-            report.facts[f"cpu_{name}"] = f"{a - b:.1f} s = {100 * (a - b) / wall:.0f}% of one core"
-    worker_pid = pids.get("worker")
-    rss = _rss_mb(worker_pid) if worker_pid else None
-    if rss:
-        report.facts["worker_rss_mb"] = f"{rss[0]:.0f} (peak {rss[1]:.0f})"
 
+    def cpu_facts(label: str, cpu_after: dict[str, float | None], seconds: float) -> None:
+        for name in pids:
+            b, a = cpu_before.get(name), cpu_after.get(name)
+            if b is not None and a is not None and seconds > 0:
+                report.facts[f"cpu_{name}_{label}"] = f"{a - b:.1f} s = {100 * (a - b) / seconds:.0f}% of one core"
+
+    cpu_facts("to_stage1_end", cpu_after, wall)
+
+    # The sink (and stage 2, whose findings stage 1 applies) may be far behind stage 1: wait until
+    # the run's ledger rows AND every worker counter have stopped moving.
+    echo("pipeline: waiting until ClickHouse ledger FINAL stops growing and the worker has committed all ...")
+    probe = (lambda: ch.ledger_count(prefix + "%")) if ch is not None else None
+    since = time.perf_counter() - t0
+    try:
+        worker_at, ledger_at, idle = wait_until_idle(settings, lag, stable,
+                                                     max(SINK_TIMEOUT, timeout), probe=probe, echo=echo,
+                                                     what="stage 2 / the sink")
+    finally:
+        if lag is not None:
+            lag.close()
+    final = read_worker_metrics(settings)
     if ch is not None:
-        echo("pipeline: waiting for ClickHouse ledger FINAL to stop growing ...")
-        rows, grew_at = ch.ledger_count(prefix + "%"), time.perf_counter() - t0
-        stable_since = time.perf_counter()
-        sink_deadline = time.perf_counter() + SINK_TIMEOUT
-        while time.perf_counter() - stable_since < SINK_STABLE_SECONDS and time.perf_counter() < sink_deadline:
-            time.sleep(1.0)
-            value = ch.ledger_count(prefix + "%")
-            if value != rows:
-                rows, grew_at, stable_since = value, time.perf_counter() - t0, time.perf_counter()
-        added = rows - ledger_before
-        report.add("sink: sent -> ledger FINAL stable", n, grew_at,
+        added = ch.ledger_count(prefix + "%") - ledger_before
+        grew_at = since + ledger_at if ledger_at is not None else since
+        report.add("sink: sent -> ledger FINAL stable" + ("" if idle else " (TIMED OUT)"), n, grew_at,
                    f"{added:,} ledger rows; last growth seen (poll 1 s)")
         report.facts["ledger_rows"] = added
     else:
         report.facts["ledger_rows"] = None
+    idle_at = since + worker_at if worker_at is not None else since
+    report.add("worker idle: stage 2 + sink done" + ("" if idle else " (TIMED OUT)"), n, idle_at,
+               "consumer lag 0, counters still")
+    cpu_facts("to_idle", {name: _cpu_seconds(pid) for name, pid in pids.items()}, idle_at)
+    worker_pid = pids.get("worker")
+    rss = _rss_mb(worker_pid) if worker_pid else None
+    if rss:
+        report.facts["worker_rss_mb"] = f"{rss[0]:.0f} (peak {rss[1]:.0f})"
+    report.facts["stage2_findings_total"] = int((final.all_events - before.all_events)
+                                                - (final.stage1 - before.stage1))
+    report.facts["sink_rows_total"] = int(final.sink_rows - before.sink_rows)
     report.facts["bench_peak_rss_mb"] = round(peak_rss_mb(), 1)
     report.facts["load_average"] = f"{load_before} before, {_load()} after"
     return report

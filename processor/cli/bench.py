@@ -31,14 +31,17 @@ def bench(what: str, events: int | None, partners: int, seed: int, batch: int, t
 
     \b
     core      simulate N events, Avro-encode them, then time (a) Avro decode, (b) the file
-              replay fold (Replayer), (c) stage 1's fold_partition over the bytes in batches per
-              partition with a dict store, (d) the same with pickled state like the live table;
-              events/s of each and the peak RSS. No services needed.
+              replay fold (Replayer), (c) stage 1's fold_partition over the bytes in batches
+              per partition with a dict store, (d) the same plus pickling every changed
+              partner (the table writes); events/s, CPU and GC seconds of each, peak RSS.
+              No services needed.
     pipeline  on the stack of the current INCENTIVES_* settings (run `incentives dev up` first):
-              produce N simulated events (all encoded first; the producer rate is reported on its
-              own), wait until the worker's /metrics stage-1 counter has grown by every message,
-              then until ClickHouse `ledger FINAL` stops growing. Every id carries a fresh run id
-              and the simulated months follow the latest recorded event, so runs never collide.
+              wait until the worker is idle, produce N simulated events (all encoded first;
+              the producer rate is reported on its own), wait until the worker's /metrics
+              stage-1 counter has grown by every message, then until ClickHouse `ledger FINAL`
+              stops growing and the worker's consumer group has committed every input
+              (stage 2 and the sink done). Every id carries a fresh run id and the simulated
+              months follow the latest recorded event, so runs never collide.
 
     Progress goes to stderr; the table and the JSON line to stdout.
 

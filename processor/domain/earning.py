@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import detectors, tiers
 from .outcome import Step
 from .state import Order, PartnerState, SaleMark
-from .timeutil import day_of_month, month_index
+from .timeutil import day_of_month
 
 
 def sale_points(step: Step, st: PartnerState, amount_cents: int, category: str) -> tuple[int, str]:
@@ -28,7 +28,7 @@ def on_sale(step: Step, st: PartnerState) -> str | None:
         return "invalid_amount"
     if quantity < 0:
         return "invalid_quantity"
-    month = month_index(step.occurred_ms)
+    month = step.month
     st.month(month).active = True
     order_id = ev["order_id"]
     if order_id in st.orders:
@@ -115,7 +115,7 @@ def on_training(step: Step, st: PartnerState) -> str | None:
     ev = step.event
     if not st.active:
         return "partner_inactive"
-    month = month_index(step.occurred_ms)
+    month = step.month
     st.month(month).active = True
     course = ev["course_id"]
     certified = bool(ev["certification"])
@@ -137,7 +137,7 @@ def on_marketing(step: Step, st: PartnerState) -> str | None:
     ev = step.event
     if not st.active:
         return "partner_inactive"
-    st.month(month_index(step.occurred_ms)).active = True
+    st.month(step.month).active = True
     activity = ev["activity_id"]
     if activity in st.activities:
         return None

@@ -24,6 +24,14 @@ def entry_hash(entry: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(entry)).hexdigest()
 
 
+def seal(entry: dict[str, Any]) -> bytes:
+    """Set the entry's `hash` and return the whole entry as JSON bytes (what goes on the topic),
+    encoding it once: the canonical form with `hash` appended."""
+    body = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    entry["hash"] = hashlib.sha256(body).hexdigest()
+    return body[:-1] + b',"hash":"' + entry["hash"].encode() + b'"}'
+
+
 def verify_chain(entries: Iterable[dict[str, Any]]) -> list[str]:
     """Problems found in one partner's entries (in seq order); empty when the chain holds."""
     problems: list[str] = []

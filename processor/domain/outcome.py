@@ -7,12 +7,13 @@ Adapters turn an Outcome into Kafka records and ClickHouse rows; the replay into
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-from .ledger import entry_hash
+from .ledger import seal
 from .program import Program
 from .state import Alert, PartnerState
-from .timeutil import iso_seconds
+from .timeutil import iso_seconds, month_index
 
 APPLIED, REJECTED, DUPLICATE = "applied", "rejected", "duplicate"
 
@@ -21,19 +22,12 @@ APPLIED, REJECTED, DUPLICATE = "applied", "rejected", "duplicate"
 class Outcome:
     status: str = APPLIED
     ledger: list[dict[str, Any]] = field(default_factory=list)
+    ledger_json: list[bytes] = field(default_factory=list)     # the same entries, encoded once
     tier_changes: list[dict[str, Any]] = field(default_factory=list)
     redemptions: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     rejections: list[dict[str, Any]] = field(default_factory=list)
     forwards: list[tuple[str, dict[str, Any]]] = field(default_factory=list)   # (stage-2 key, record)
-
-    def extend(self, other: Outcome) -> None:
-        self.ledger += other.ledger
-        self.tier_changes += other.tier_changes
-        self.redemptions += other.redemptions
-        self.alerts += other.alerts
-        self.rejections += other.rejections
-        self.forwards += other.forwards
 
 
 @dataclass
@@ -49,6 +43,16 @@ class Step:
     @property
     def occurred_ms(self) -> int:
         return self.event["occurred_at"]
+
+    @cached_property
+    def occurred_iso(self) -> str:
+        """The event time in the ledger's form (computed once per event)."""
+        return iso_seconds(self.event["occurred_at"])
+
+    @cached_property
+    def month(self) -> int:
+        """The calendar month of the event time."""
+        return month_index(self.event["occurred_at"])
 
     def post(self, st: PartnerState, account: str, kind: str, d_avail: int, d_held: int,
              rule_id: str, explanation: str) -> dict[str, Any]:
@@ -70,11 +74,11 @@ class Step:
             "rule_id": rule_id,
             "rules_version": self.program.version,
             "source_event_id": self.event_id,
-            "occurred_at": iso_seconds(self.occurred_ms),
+            "occurred_at": self.occurred_iso,
             "explanation": explanation,
             "prev_hash": st.head,
         }
-        entry["hash"] = entry_hash(entry)
+        self.out.ledger_json.append(seal(entry))
         st.head = entry["hash"]
         self.out.ledger.append(entry)
         return entry
@@ -102,7 +106,7 @@ class Step:
             "evidence": alert.evidence,
             "status": alert.status,
             "version": 1 if alert.status == "open" else 2,
-            "occurred_at": iso_seconds(self.occurred_ms),
+            "occurred_at": self.occurred_iso,
             "resolved_by": resolved_by,
             "held_points": alert.held_points,
         })

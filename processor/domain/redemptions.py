@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from .outcome import Step
 from .state import PartnerState
-from .timeutil import iso_seconds
 
 
 def on_redemption(step: Step, st: PartnerState) -> str | None:
@@ -24,7 +23,7 @@ def on_redemption(step: Step, st: PartnerState) -> str | None:
         "redemption_id": rid, "partner_id": st.partner_id,
         "decision": "rejected" if reason else "accepted", "reason": reason or "",
         "reward": ev["reward"], "points": points, "source_event_id": step.event_id,
-        "occurred_at": iso_seconds(step.occurred_ms),
+        "occurred_at": step.occurred_iso,
     })
     if reason is None:
         step.post(st, "points", "redeem", -points, 0, "redemption",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from .outcome import Step
 from .state import PartnerState
-from .timeutil import month_index
 
 
 def on_return(step: Step, st: PartnerState) -> str | None:
@@ -17,7 +16,7 @@ def on_return(step: Step, st: PartnerState) -> str | None:
         return "unknown_order"
     counted = min(amount, order.amount_cents - order.returned_cents)
     order.returned_cents += counted
-    stats = st.month(month_index(step.occurred_ms))
+    stats = st.month(step.month)
     stats.net_cents -= counted
     stats.returns_cents += counted
     target = order.points * order.returned_cents // order.amount_cents if order.amount_cents else 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .outcome import Step
 from .state import PartnerState
-from .timeutil import calendar_month_number, iso_seconds
+from .timeutil import calendar_month_number
 
 
 def tier_met(step: Step, st: PartnerState, last_month: int) -> str:
@@ -32,7 +32,7 @@ def _change(step: Step, st: PartnerState, to_tier: str, reason: str) -> None:
         "to_tier": to_tier,
         "reason": reason,
         "source_event_id": step.event_id,
-        "occurred_at": iso_seconds(step.occurred_ms),
+        "occurred_at": step.occurred_iso,
         "rules_version": step.program.version,
     })
     st.tier = to_tier

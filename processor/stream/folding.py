@@ -88,8 +88,8 @@ class BatchStore:
 def outcome_records(event_type: str, partner_id: str | None, out: Outcome,
                     original: bytes, where: str) -> list[OutRecord]:
     records: list[OutRecord] = []
-    for e in out.ledger:
-        records.append(OutRecord(topics.POINTS_LEDGER, e["partner_id"].encode(), _json(e)))
+    for e, encoded in zip(out.ledger, out.ledger_json, strict=True):
+        records.append(OutRecord(topics.POINTS_LEDGER, e["partner_id"].encode(), encoded))
     for t in out.tier_changes:
         records.append(OutRecord(topics.TIER_CHANGES, t["partner_id"].encode(), _json(t)))
     for r in out.redemptions:
