@@ -412,37 +412,48 @@ def read_worker_metrics(settings: Settings) -> WorkerMetrics:
 
 
 class KafkaLag:
-    """Records on the worker's input topics that its consumer group has not committed yet.
+    """Records on the worker's input topics that its consumer groups have not committed yet: the
+    stages' group (`app_id`: partner-events, repartition) and the sink's (`app_id-sink`: partner-events
+    and every output topic).
 
     The high watermark comes from a fetch of each partition's last batch: this broker's
     ``end_offsets()`` returns the base offset of the last batch + 1 (see STACK.md), which would
-    hide a multi-record tail. Nothing is committed: the group is only read (no join)."""
+    hide a multi-record tail. Nothing is committed: the groups are only read (no join)."""
 
-    TOPICS = (topics.PARTNER_EVENTS, topics.REPARTITION, *topics.OUTPUT_TOPICS)
+    GROUPS = (("", (topics.PARTNER_EVENTS, topics.REPARTITION)),
+              ("-sink", (topics.PARTNER_EVENTS, *topics.OUTPUT_TOPICS)))
 
     def __init__(self, settings: Settings) -> None:
         from kafka import KafkaConsumer, TopicPartition
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.app_id,
-                                      enable_auto_commit=False, max_partition_fetch_bytes=64 * 1024)
-        self.tps = [TopicPartition(t, p) for t in self.TOPICS
-                    for p in sorted(self.consumer.partitions_for_topic(t) or [])]
-        self.consumer.assign(self.tps)
+        self.members = []
+        for suffix, names in self.GROUPS:
+            consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                                     group_id=settings.app_id + suffix, enable_auto_commit=False,
+                                     max_partition_fetch_bytes=64 * 1024)
+            tps = [TopicPartition(t, p) for t in names for p in sorted(consumer.partitions_for_topic(t) or [])]
+            consumer.assign(tps)
+            self.members.append((consumer, tps))
 
     def __call__(self) -> int:
-        committed = {tp: self.consumer.committed(tp) or 0 for tp in self.tps}
-        ends = self.consumer.end_offsets(self.tps)
-        for tp in self.tps:
-            self.consumer.seek(tp, max(0, ends[tp] - 1))
-        pending = {tp for tp in self.tps if ends[tp] > 0}
+        return sum(self._lag(consumer, tps) for consumer, tps in self.members)
+
+    @staticmethod
+    def _lag(consumer, tps) -> int:  # type: ignore[no-untyped-def]
+        committed = {tp: consumer.committed(tp) or 0 for tp in tps}
+        ends = consumer.end_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, max(0, ends[tp] - 1))
+        pending = {tp for tp in tps if ends[tp] > 0}
         deadline = time.monotonic() + 5.0
         while pending and time.monotonic() < deadline:
-            for tp, records in self.consumer.poll(timeout_ms=200, max_records=100_000).items():
+            for tp, records in consumer.poll(timeout_ms=200, max_records=100_000).items():
                 if records:
                     pending.discard(tp)
-        return sum(max(0, max(ends[tp], self.consumer.highwater(tp) or 0) - committed[tp]) for tp in self.tps)
+        return sum(max(0, max(ends[tp], consumer.highwater(tp) or 0) - committed[tp]) for tp in tps)
 
     def close(self) -> None:
-        self.consumer.close(autocommit=False)
+        for consumer, _ in self.members:
+            consumer.close(autocommit=False)
 
 
 def wait_until_idle(settings: Settings, lag: Callable[[], int] | None, stable: float, timeout: float,
