@@ -17,6 +17,7 @@ from processor import topics
 from processor.codec.faust_codec import register_faust_codec
 from processor.config import load_settings
 from processor.programs import load_program
+from processor.stream import faust_patches
 from processor.stream.pickled_table import PickledTable
 
 settings = load_settings()
@@ -59,6 +60,7 @@ for noisy in ("faust", "aiokafka", "kafka", "mode"):      # aiokafka builds DEBU
 # 700 allocations cost a third of the CPU.
 ProducerBuffer.max_messages = 100_000
 gc.set_threshold(100_000, 50, 100)
+faust_patches.install()
 
 
 def raw_topic(*names: str) -> faust.TopicT:

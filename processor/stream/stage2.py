@@ -38,9 +38,11 @@ async def stage2(stream):  # type: ignore[no-untyped-def]
 
 
 async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
+    held = app.consumer.assignment()
     by_partition = defaultdict(list)
     for ev in events:
-        by_partition[ev.message.partition].append(ev)
+        if ev.message.tp in held:        # a message delivered across a rebalance for a partition
+            by_partition[ev.message.partition].append(ev)    # now elsewhere is not ours to apply
     records, writes, rewinds = [], [], []
     for partition, evs in by_partition.items():
         cache: dict[str, dict] = {}
