@@ -12,12 +12,14 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 
-# dependencies first (cached while only the code changes); every dependency has wheels
-COPY pyproject.toml ./
+# The code reads its data files (Avro schemas, program rules, SQL migrations) from the source tree,
+# so the project is installed in place (editable) with everything it reads beside it.
+COPY pyproject.toml README.md ./
 COPY processor/ processor/
 COPY projections/ projections/
+COPY schemas/ schemas/
 COPY deploy/ deploy/
-RUN pip install . \
+RUN pip install -e . \
  && useradd --system --home-dir /var/lib/incentives --create-home incentives
 
 USER incentives
