@@ -31,7 +31,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -268,7 +268,7 @@ ROW_MAPPERS: dict[str, Callable[[Mapping[str, Any]], Row]] = {
 }
 
 
-def row_tuples(table: str, records: list[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+def row_tuples(table: str, records: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
     """The INSERT parameters for ``records``: one tuple per record, in the table's column order."""
     if table not in TABLE_COLUMNS:
         raise ValueError(f"unknown projection table {table!r}; known: {sorted(TABLE_COLUMNS)}")
@@ -326,7 +326,7 @@ class ClickHouseSink:
         self._client: Client | None = None
         self._lock = threading.Lock()
 
-    def write(self, table: str, rows: list[Mapping[str, Any]]) -> None:
+    def write(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert ``rows`` (records of docs/records.md, or rows from the ``*_row`` functions) into
         ``table`` in one INSERT. Returns once ClickHouse has them; raises ``SinkUnavailable`` when
         the server stayed unreachable for ``max_wait`` seconds, ``ValueError`` for a bad record."""

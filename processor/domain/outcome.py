@@ -61,7 +61,7 @@ class Step:
         bal[0] += d_avail
         bal[1] += d_held
         st.seq += 1
-        entry = {
+        entry: dict[str, Any] = {
             "entry_id": f"{st.partner_id}:{st.seq}",
             "partner_id": st.partner_id,
             "seq": st.seq,

@@ -30,7 +30,7 @@ live: dict[str, PartnerState] = {}
 live_meta: dict[int, PartitionMeta] = {}
 
 
-@app.on_partitions_assigned.connect
+@app.on_partitions_assigned.connect  # type: ignore[arg-type]
 async def forget_live_state(sender, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
     live.clear()
     live_meta.clear()
@@ -57,7 +57,7 @@ def _observe(result) -> None:  # type: ignore[no-untyped-def]
         metrics.EVENTS.labels(event_type="any", outcome="redelivered").inc(result.skipped)
 
 
-@app.on_rebalance_complete.connect
+@app.on_rebalance_complete.connect  # type: ignore[arg-type]
 async def resume_from_state(sender, **kwargs) -> None:  # type: ignore[no-untyped-def]
     rewind_after_recovery(app, partner_events.get_topic_name(), partner_table,
                                 lambda meta: meta.watermark if meta else -1)

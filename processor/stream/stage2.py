@@ -22,7 +22,7 @@ from processor.stream.rewind import Rewinder, rewind_after_recovery
 rewinder = Rewinder()
 
 
-@app.on_rebalance_complete.connect
+@app.on_rebalance_complete.connect  # type: ignore[arg-type]
 async def resume_from_state(sender, **kwargs) -> None:  # type: ignore[no-untyped-def]
     rewind_after_recovery(app, repartition.get_topic_name(), crosspartner_table,
                                 lambda watermark: -1 if watermark is None else watermark)
