@@ -54,8 +54,7 @@ class Replayer:
 
     def feed_invalid(self, exc: InvalidEvent, where: str, part: Any = 0) -> None:
         store, _ = self._store(part)
-        out = self.stage1.reject(store, exc.event_id, exc.partner_id, getattr(exc, "event_type", None),
-                                 exc.reason, None, where)
+        out = self.stage1.reject(store, exc.event_id, exc.partner_id, exc.event_type, exc.reason, None, where)
         self._collect(out, exc.event_id or where, counted=True)
 
     def _collect(self, out: Outcome, event_id: str, counted: bool) -> None:

@@ -85,8 +85,8 @@ class BatchStore:
         return sorted(self.meta.partners)
 
 
-def outcome_records(event_type: str, partner_id: str | None, out: Outcome,
-                    original: bytes, where: str) -> list[OutRecord]:
+def outcome_records(out: Outcome, original: bytes, where: str) -> list[OutRecord]:
+    """The output records of one event's outcome; a rejection carries the original bytes."""
     records: list[OutRecord] = []
     for e, encoded in zip(out.ledger, out.ledger_json, strict=True):
         records.append(OutRecord(topics.POINTS_LEDGER, e["partner_id"].encode(), encoded))
@@ -120,12 +120,11 @@ def fold_partition(stage1: Stage1, meta: PartitionMeta, load: Callable[[str], Pa
         try:
             event = decode(msg.value)
         except InvalidEvent as exc:
-            out = stage1.reject(store, exc.event_id, exc.partner_id, getattr(exc, "event_type", None),
-                                exc.reason, None, where)
-            result.outcomes.append((getattr(exc, "event_type", None) or "undecodable", out))
-            result.records += outcome_records("", exc.partner_id, out, msg.value, where)
+            out = stage1.reject(store, exc.event_id, exc.partner_id, exc.event_type, exc.reason, None, where)
+            result.outcomes.append((exc.event_type or "undecodable", out))
+            result.records += outcome_records(out, msg.value, where)
             continue
         out = stage1.apply(store, meta.scope, event)
         result.outcomes.append((event["event_type"], out))
-        result.records += outcome_records(event["event_type"], event.get("partner_id"), out, msg.value, where)
+        result.records += outcome_records(out, msg.value, where)
     return result
