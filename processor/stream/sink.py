@@ -16,12 +16,13 @@ import logging
 from collections import defaultdict
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from processor import topics
 from processor.codec import InvalidEvent, decode
 from processor.codec.timestamps import format_iso_millis
 from processor.stream.app import app, settings
-from processor.stream.delivery import crash_stop
+from processor.stream.metrics import SINK_STALLS
 from projections import sink as projection
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,35 @@ def _write(rows: dict[str, list[dict]]) -> None:
                 log.warning("ClickHouse unavailable (%s); keeping the batch and retrying", exc)
 
 
+async def _project(consumer, loop, batch, messages) -> None:  # type: ignore[no-untyped-def]
+    """Write one batch and commit its offsets; retry the same batch until it lands.
+
+    ClickHouse being down is retried inside `_write`; anything else (a record the sink cannot map,
+    a schema error) is logged and retried with backoff, without committing: the projections stall
+    visibly (logs, `incentives_sink_failures_total`, growing sink lag) while stage 1 and stage 2,
+    which do not depend on ClickHouse, keep running.
+    """
+    backoff = 1.0
+    while True:
+        try:
+            rows = rows_of_batch(messages)
+            await loop.run_in_executor(None, _write, rows)
+            await consumer.commit({tp: part[-1].offset + 1 for tp, part in batch.items()})
+            return
+        except asyncio.CancelledError:
+            raise
+        except (CommitFailedError, IllegalStateError) as exc:
+            # the group rebalanced under us: the rows are written; whoever holds the partitions now
+            # re-reads from the last commit and writes the same ids again (harmless)
+            log.warning("ClickHouse sink: offsets not committed after a rebalance (%r)", exc)
+            return
+        except Exception:
+            SINK_STALLS.inc()
+            log.exception("ClickHouse sink: batch of %d messages failed; retrying in %.0fs", len(messages), backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 60.0)
+
+
 @app.task
 async def clickhouse_sink() -> None:
     consumer = AIOKafkaConsumer(
@@ -92,11 +122,6 @@ async def clickhouse_sink() -> None:
             messages = [m for part in batch.values() for m in part]
             if not messages:
                 continue
-            try:
-                rows = rows_of_batch(messages)
-                await loop.run_in_executor(None, _write, rows)
-                await consumer.commit({tp: part[-1].offset + 1 for tp, part in batch.items()})
-            except Exception:    # a bug: stop loudly rather than run on without the projections
-                crash_stop("ClickHouse sink")
+            await _project(consumer, loop, batch, messages)
     finally:
         await consumer.stop()
