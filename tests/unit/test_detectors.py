@@ -6,46 +6,25 @@ Every replay goes through ``builders.run``, which also checks the ledger invaria
 
 import pytest
 
-try:
-    from builders import (
-        alert,
-        alert_ids,
-        anomaly,
-        deal,
-        deal_closed,
-        enrolled,
-        entries,
-        offboarded,
-        period_closed,
-        points,
-        rebate,
-        redemption,
-        rejections,
-        resolved,
-        returned,
-        run,
-        sale,
-    )
-except ModuleNotFoundError:  # tests/unit imported as a package
-    from tests.unit.builders import (
-        alert,
-        alert_ids,
-        anomaly,
-        deal,
-        deal_closed,
-        enrolled,
-        entries,
-        offboarded,
-        period_closed,
-        points,
-        rebate,
-        redemption,
-        rejections,
-        resolved,
-        returned,
-        run,
-        sale,
-    )
+from tests.unit.builders import (
+    alert,
+    alert_ids,
+    anomaly,
+    deal,
+    deal_closed,
+    enrolled,
+    entries,
+    offboarded,
+    period_closed,
+    points,
+    rebate,
+    redemption,
+    rejections,
+    resolved,
+    returned,
+    run,
+    sale,
+)
 
 
 def kinds(r, pid, account="points"):

@@ -8,55 +8,29 @@ import json
 
 import pytest
 
-try:
-    from builders import (
-        OMIT,
-        adjustment,
-        alert_ids,
-        deal,
-        deal_closed,
-        enrolled,
-        entries,
-        event,
-        marketing,
-        offboarded,
-        period_closed,
-        points,
-        rebate,
-        redemption,
-        rejections,
-        resolved,
-        returned,
-        run,
-        sale,
-        tier,
-        training,
-    )
-except ModuleNotFoundError:  # tests/unit imported as a package
-    from tests.unit.builders import (
-        OMIT,
-        adjustment,
-        alert_ids,
-        deal,
-        deal_closed,
-        enrolled,
-        entries,
-        event,
-        marketing,
-        offboarded,
-        period_closed,
-        points,
-        rebate,
-        redemption,
-        rejections,
-        resolved,
-        returned,
-        run,
-        sale,
-        tier,
-        training,
-    )
-
+from tests.unit.builders import (
+    OMIT,
+    adjustment,
+    alert_ids,
+    deal,
+    deal_closed,
+    enrolled,
+    entries,
+    event,
+    marketing,
+    offboarded,
+    period_closed,
+    points,
+    rebate,
+    redemption,
+    rejections,
+    resolved,
+    returned,
+    run,
+    sale,
+    tier,
+    training,
+)
 
 # ============================================================================= deduplication and counting
 

@@ -45,11 +45,7 @@ from processor.kafka_replay import replay_log
 from processor.programs import load_program
 from processor.replay import Replayer, replay_lines
 from processor.stream.folding import Message, PartitionMeta, fold_partition
-
-try:
-    from builders import check_result
-except ModuleNotFoundError:  # tests/unit imported as a package
-    from tests.unit.builders import check_result
+from tests.unit.builders import check_result
 
 PROGRAM = load_program()
 LIVE_STAGE1 = Stage1(PROGRAM)        # as the agent: no global deal registry, otherwise stateless

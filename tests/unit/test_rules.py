@@ -6,54 +6,29 @@ deltas per account, seq 1..n, the sha256 hash chain, the head).
 
 import pytest
 
-try:
-    from builders import (
-        OMIT,
-        adjustment,
-        alert,
-        alert_ids,
-        deal,
-        deal_closed,
-        deltas,
-        enrolled,
-        entries,
-        marketing,
-        offboarded,
-        period_closed,
-        points,
-        rebate,
-        redemption,
-        rejections,
-        returned,
-        run,
-        sale,
-        tier,
-        training,
-    )
-except ModuleNotFoundError:  # tests/unit imported as a package
-    from tests.unit.builders import (
-        OMIT,
-        adjustment,
-        alert,
-        alert_ids,
-        deal,
-        deal_closed,
-        deltas,
-        enrolled,
-        entries,
-        marketing,
-        offboarded,
-        period_closed,
-        points,
-        rebate,
-        redemption,
-        rejections,
-        returned,
-        run,
-        sale,
-        tier,
-        training,
-    )
+from tests.unit.builders import (
+    OMIT,
+    adjustment,
+    alert,
+    alert_ids,
+    deal,
+    deal_closed,
+    deltas,
+    enrolled,
+    entries,
+    marketing,
+    offboarded,
+    period_closed,
+    points,
+    rebate,
+    redemption,
+    rejections,
+    returned,
+    run,
+    sale,
+    tier,
+    training,
+)
 
 
 def earn_deltas(r, source):
