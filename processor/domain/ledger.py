@@ -27,7 +27,7 @@ def entry_hash(entry: dict[str, Any]) -> str:
 def seal(entry: dict[str, Any]) -> bytes:
     """Set the entry's `hash` and return the whole entry as JSON bytes (what goes on the topic),
     encoding it once: the canonical form with `hash` appended."""
-    body = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    body = canonical(entry)
     entry["hash"] = hashlib.sha256(body).hexdigest()
     return body[:-1] + b',"hash":"' + entry["hash"].encode() + b'"}'
 

@@ -7,15 +7,15 @@ deliver every output, and only then write each changed partner once and the part
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 
 from faust.types import TP
 
 from processor.domain.engine import Stage1
 from processor.domain.state import PartnerState
 from processor.stream import metrics
-from processor.stream.app import BATCH_MAX, BATCH_WITHIN, app, partner_events, partner_table, program
-from processor.stream.delivery import crash_stop, deliver
+from processor.stream.app import app, partner_events, partner_table, program
+from processor.stream.batching import by_held_partition, run_batches
+from processor.stream.delivery import deliver
 from processor.stream.folding import Message, PartitionMeta, fold_partition, meta_key
 from processor.stream.partition_context import on_partition_of
 from processor.stream.rewind import Rewinder, rewind_after_recovery
@@ -60,25 +60,17 @@ def _observe(result) -> None:  # type: ignore[no-untyped-def]
 @app.on_rebalance_complete.connect  # type: ignore[arg-type]
 async def resume_from_state(sender, **kwargs) -> None:  # type: ignore[no-untyped-def]
     rewind_after_recovery(app, partner_events.get_topic_name(), partner_table,
-                                lambda meta: meta.watermark if meta else -1)
+                          lambda meta: meta.watermark if meta else -1)
 
 
 @app.agent(partner_events)
 async def stage1(stream):  # type: ignore[no-untyped-def]
-    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-        try:
-            await process_batch(stream, events)
-        except Exception:    # a bug or broken infrastructure: stop before Faust acks and commits
-            crash_stop("stage 1")
+    await run_batches(stream, process_batch, "stage 1")
 
 
 async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
     started = time.monotonic()
-    held = app.consumer.assignment()
-    by_partition = defaultdict(list)
-    for ev in events:
-        if ev.message.tp in held:        # a message delivered across a rebalance for a partition
-            by_partition[ev.message.partition].append(ev)    # now elsewhere is not ours to apply
+    by_partition = by_held_partition(events)
     records, writes, rewinds = [], [], []
     for partition, evs in by_partition.items():
         messages = [Message(e.message.topic, partition, e.message.offset, e.message.value,

@@ -6,15 +6,15 @@ so stage 1 applies them (holds, alerts) and a replay of the log sees exactly wha
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 
 from faust.types import TP
 
 from processor import topics
 from processor.codec import encode
 from processor.domain import crosspartner
-from processor.stream.app import BATCH_MAX, BATCH_WITHIN, app, crosspartner_table, program, repartition
-from processor.stream.delivery import crash_stop, deliver
+from processor.stream.app import app, crosspartner_table, program, repartition
+from processor.stream.batching import by_held_partition, run_batches
+from processor.stream.delivery import deliver
 from processor.stream.folding import OutRecord, meta_key
 from processor.stream.partition_context import on_partition_of
 from processor.stream.rewind import Rewinder, rewind_after_recovery
@@ -25,24 +25,16 @@ rewinder = Rewinder()
 @app.on_rebalance_complete.connect  # type: ignore[arg-type]
 async def resume_from_state(sender, **kwargs) -> None:  # type: ignore[no-untyped-def]
     rewind_after_recovery(app, repartition.get_topic_name(), crosspartner_table,
-                                lambda watermark: -1 if watermark is None else watermark)
+                          lambda watermark: -1 if watermark is None else watermark)
 
 
 @app.agent(repartition)
 async def stage2(stream):  # type: ignore[no-untyped-def]
-    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-        try:
-            await process_batch(stream, events)
-        except Exception:    # a bug or broken infrastructure: stop before Faust acks and commits
-            crash_stop("stage 2")
+    await run_batches(stream, process_batch, "stage 2")
 
 
 async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
-    held = app.consumer.assignment()
-    by_partition = defaultdict(list)
-    for ev in events:
-        if ev.message.tp in held:        # a message delivered across a rebalance for a partition
-            by_partition[ev.message.partition].append(ev)    # now elsewhere is not ours to apply
+    by_partition = by_held_partition(events)
     records, writes, rewinds = [], [], []
     for partition, evs in by_partition.items():
         cache: dict[str, dict] = {}

@@ -106,3 +106,27 @@ def test_kafka_replay_agrees_with_the_live_system(worker):
     report = json.loads(result.stdout)
     assert report["verified"] is True and report["differences"] == []
     assert report["partners"] >= 52
+
+
+def test_verify_lists_a_tampered_ledger_row_and_exits_non_zero(worker):
+    from projections.migrate import client
+    from projections.sink import ClickHouseSink
+
+    db = worker.clickhouse_database
+    columns = ("entry_id", "partner_id", "seq", "account", "kind", "delta_available", "delta_held",
+               "balance_available", "balance_held", "rule_id", "rules_version", "source_event_id", "occurred_at",
+               "explanation", "prev_hash", "hash")
+    row = client(worker).execute(f"SELECT {', '.join(columns)} FROM {db}.ledger FINAL "
+                                 "WHERE partner_id = 'T3-A' AND seq = 1")[0]
+    original = dict(zip(columns, row, strict=True))
+    sink = ClickHouseSink(worker)
+    try:
+        sink.write("ledger", [{**original, "delta_available": original["delta_available"] + 1}])   # replaces it
+        result = incentives(worker, "replay", "--source", "kafka", "--verify", "--json")
+        assert result.returncode == 1, result.stdout + result.stderr
+        differences = json.loads(result.stdout)["differences"]
+        assert any(d.startswith("clickhouse chain: T3-A#1") for d in differences), differences
+        assert any(d.startswith("T3-A: points") for d in differences), differences
+    finally:
+        sink.write("ledger", [original])
+    assert incentives(worker, "replay", "--source", "kafka", "--verify").returncode == 0
