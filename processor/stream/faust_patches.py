@@ -17,7 +17,7 @@ The body is faust-streaming 0.15.3's, otherwise unchanged; `install()` refuses o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import faust
@@ -89,8 +89,28 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
         unset_flag(flag_consumer_fetching)
 
 
+_after_seek_hooks: list[Callable[[Any], Awaitable[None]]] = []
+_faust_perform_seek = faust_consumer.Consumer.perform_seek
+
+
+def after_seek(hook: Callable[[Any], Awaitable[None]]) -> None:
+    """Run `await hook(consumer)` each time Faust has sought the partitions to their committed
+    offsets, before the flow resumes (see `processor.stream.rewind`)."""
+    if hook not in _after_seek_hooks:
+        _after_seek_hooks.append(hook)
+
+
+async def _perform_seek(self: Any) -> None:
+    await _faust_perform_seek(self)
+    for hook in _after_seek_hooks:
+        await hook(self)
+
+
 def install() -> bool:
-    """Patch Faust's consumer if it is the version this copy was taken from; False otherwise."""
+    """Patch Faust's consumer: the after-seek hooks always (the committed offset is never trusted
+    beyond the state), the drain loop only if this is the version it was copied from; False when
+    the drain loop was left alone."""
+    faust_consumer.Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
     if faust.__version__ != PATCHED_VERSION:
         return False
     faust_consumer.Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]

@@ -58,6 +58,9 @@ class BatchResult:
     dirty: dict[str, PartnerState] = field(default_factory=dict)
     outcomes: list[tuple[str, Outcome]] = field(default_factory=list)     # (event_type, outcome)
     skipped: int = 0
+    #: the offset of a message beyond watermark + 1, where the fold stopped: the partition must be
+    #: read again from watermark + 1 (see `processor.stream.rewind`)
+    jumped_to: int | None = None
 
 
 def _json(record: dict[str, Any]) -> bytes:
@@ -108,13 +111,21 @@ def outcome_records(out: Outcome, original: bytes, where: str) -> list[OutRecord
 
 def fold_partition(stage1: Stage1, meta: PartitionMeta, load: Callable[[str], PartnerState | None],
                    messages: Sequence[Message]) -> BatchResult:
-    """Fold one partition's messages (in offset order) into the partition's partners."""
+    """Fold one partition's messages (in offset order) into the partition's partners.
+
+    Offsets of a partition are contiguous, so the state applies exactly `watermark + 1` next: a
+    message at or below the watermark is a redelivery (skipped), and one beyond `watermark + 1`
+    means messages in between were not delivered (a seek after a restart, a stale fetch after a
+    rewind): the fold stops there and says where to resume, rather than step over them."""
     result = BatchResult()
     store = BatchStore(load, meta, result.dirty)
     for msg in messages:
         if msg.offset <= meta.watermark:
             result.skipped += 1          # applied before a restart: state already has it
             continue
+        if msg.offset > meta.watermark + 1:
+            result.jumped_to = msg.offset
+            break
         meta.watermark = msg.offset
         where = f"{msg.topic}:{msg.partition}:{msg.offset}"
         try:

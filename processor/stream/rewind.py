@@ -1,64 +1,97 @@
 """Resuming from the state's own watermark when the committed offset ran ahead of the state.
 
 Faust can commit offsets whose effects never reached the changelog (STACK.md lists the holes), and
-changelog recovery on the local broker can miss a partition's last records. Either way the first
-message a partition delivers after a restart lies beyond `watermark + 1`, the offset after the last
-message the recovered state has applied. The agent then seeks back to `watermark + 1` and drops the
-batch's messages of that partition; they come again in order. If the same rewind keeps failing (the
-log no longer has those offsets), it gives up after a few tries, says so, and goes on.
+changelog recovery on the local broker can miss a partition's last records. Either way the
+committed offset of a partition can lie beyond `watermark + 1`, the offset after the last message
+the recovered state has applied. Two guards bring the partition back to the watermark:
+
+- `resume_from_state(...)` registers a state-bearing topic: every time Faust seeks its partitions
+  to the committed offsets (end of recovery, every rebalance, a fetch while the flow is stopped),
+  a hook installed by `faust_patches` seeks any partition whose position is beyond the watermark
+  back to `watermark + 1`, before the flow resumes. This covers the case where no new message ever
+  arrives to reveal the gap.
+- `Rewinder.rewind(...)`, for every batch: offsets of a partition are contiguous, so a message
+  beyond `watermark + 1` means the ones in between were not delivered (the seek above, or stale
+  messages already fetched before a seek back, still queued in Faust). The fold stops at it and
+  the partition is sought back to `watermark + 1`; the messages come again in order. It never
+  gives up while the log still holds the missing offsets (skipping them would lose money
+  silently); only offsets the log no longer has (retention) are passed over, loudly.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from processor.stream import metrics
+from processor.stream import faust_patches, metrics
 from processor.stream.folding import meta_key
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 20
+#: A rewind repeated this often is logged at error level (it should converge in a few tries).
+LOUD_AFTER = 10
+
+
+@dataclass(frozen=True)
+class _Resumable:
+    topic: str
+    table: Any
+    watermark_of: Callable[[Any], int]
+
+
+_registered: list[_Resumable] = []
+
+
+def resume_from_state(topic: str, table: Any, watermark_of: Callable[[Any], int]) -> None:
+    """Register `topic`, whose applied-offset watermark per partition is
+    `watermark_of(table.get(meta_key(partition)))`, for the after-seek check."""
+    _registered.append(_Resumable(topic, table, watermark_of))
+    faust_patches.after_seek(clamp_to_state)
+
+
+async def clamp_to_state(consumer: Any) -> None:
+    """Seek every assigned partition of a registered topic whose position is beyond its state's
+    watermark + 1 back to it. Called right after Faust seeks to the committed offsets."""
+    assigned = consumer.assignment()
+    for item in _registered:
+        for tp in sorted(tp for tp in assigned if tp.topic == item.topic):
+            watermark = item.watermark_of(item.table.get(meta_key(tp.partition)))
+            position = await consumer.position(tp)
+            if position is not None and position > watermark + 1:
+                metrics.REWINDS.labels(topic=tp.topic, partition=str(tp.partition)).inc()
+                log.warning("%s[%d]: committed position %d is beyond the state's watermark %d; "
+                            "resuming from %d", tp.topic, tp.partition, position, watermark, watermark + 1)
+                await consumer.seek(tp, watermark + 1)
 
 
 class Rewinder:
-    def __init__(self) -> None:
+    """Seeks a partition back when a batch jumped over offsets the state has not applied."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
         self._attempts: dict[tuple[str, int, int], int] = {}
 
-    def target(self, topic: str, partition: int, watermark: int, first_offset: int) -> int | None:
-        """The offset to seek back to, or None to process the batch as it is."""
-        if first_offset <= watermark + 1:
-            return None
-        key = (topic, partition, watermark + 1)
-        tries = self._attempts.get(key, 0) + 1
-        self._attempts[key] = tries
-        if tries > MAX_ATTEMPTS:
-            if tries == MAX_ATTEMPTS + 1:
-                log.error("%s[%d]: cannot re-read offsets %d..%d; going on without them", topic, partition,
-                          watermark + 1, first_offset - 1)
-            return None
-        metrics.REWINDS.labels(topic=topic, partition=str(partition)).inc()
-        log.warning("%s[%d]: state has applied up to offset %d but delivery resumed at %d; re-reading",
-                    topic, partition, watermark, first_offset)
-        return watermark + 1
-
-
-def rewind_after_recovery(app, topic: str, table, watermark_of) -> None:  # type: ignore[no-untyped-def]
-    """After a rebalance: any assigned partition of `topic` whose consumer position is beyond the
-    recovered state's watermark + 1 is sought back, so nothing between them is skipped, even when
-    no new message arrives to reveal the gap. Runs once recovery has completed, because Faust seeks
-    every stream partition to its committed offset at the very end of recovery."""
-    asyncio.ensure_future(_rewind_when_recovered(app, topic, table, watermark_of))
-
-
-async def _rewind_when_recovered(app, topic: str, table, watermark_of) -> None:  # type: ignore[no-untyped-def]
-    await app.tables.recovery.completed.wait()
-    for tp in sorted(app.consumer.assignment()):
-        if tp.topic != topic:
-            continue
-        position = await app.consumer.position(tp)
-        watermark = watermark_of(table.get(meta_key(tp.partition)))
-        if position is not None and position > watermark + 1:
-            metrics.REWINDS.labels(topic=topic, partition=str(tp.partition)).inc()
-            log.warning("%s[%d]: position %d is beyond the state's watermark %d after recovery; re-reading",
-                        topic, tp.partition, position, watermark)
-            await app.consumer.seek(tp, watermark + 1)
+    async def rewind(self, tp: Any, watermark: int, jumped_to: int) -> int:
+        """The fold of `tp` stopped at `jumped_to`, beyond `watermark + 1`: seek back so the missing
+        offsets come again in order, and return the watermark to record. That is `watermark` itself,
+        unless the log no longer holds `watermark + 1` (retention): then those offsets cannot be
+        applied by anyone; the partition resumes at the log's start, loudly, and the returned
+        watermark says so. Call it with no table context set: it awaits the consumer."""
+        wanted = watermark + 1
+        metrics.REWINDS.labels(topic=tp.topic, partition=str(tp.partition)).inc()
+        earliest = (await self._app.consumer.earliest_offsets(tp)).get(tp)
+        if earliest is not None and earliest > wanted:
+            log.error("%s[%d]: offsets %d..%d are no longer in the log (it starts at %d); they cannot be "
+                      "applied. Going on from %d.", tp.topic, tp.partition, wanted, earliest - 1, earliest,
+                      earliest)
+            wanted = earliest
+        else:
+            key = (tp.topic, tp.partition, wanted)
+            tries = self._attempts[key] = self._attempts.get(key, 0) + 1
+            log.log(logging.ERROR if tries >= LOUD_AFTER else logging.WARNING,
+                    "%s[%d]: state has applied up to offset %d but the next message delivered is %d; "
+                    "re-reading from %d (attempt %d)", tp.topic, tp.partition, watermark, jumped_to,
+                    wanted, tries)
+        await self._app.consumer.seek(tp, wanted)
+        return wanted - 1

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import time
 
-from faust.types import TP
-
 from processor.domain.engine import Stage1
 from processor.domain.state import PartnerState
 from processor.stream import metrics
@@ -18,9 +16,9 @@ from processor.stream.batching import by_held_partition, run_batches
 from processor.stream.delivery import deliver
 from processor.stream.folding import Message, PartitionMeta, fold_partition, meta_key
 from processor.stream.partition_context import on_partition_of
-from processor.stream.rewind import Rewinder, rewind_after_recovery
+from processor.stream.rewind import Rewinder, resume_from_state
 
-rewinder = Rewinder()
+rewinder = Rewinder(app)
 core = Stage1(program)   # live: deal-id uniqueness is checked per partner (see docs/decisions.md)
 
 # The live objects of this worker's partners, so a batch does not unpickle what the previous batch
@@ -57,10 +55,7 @@ def _observe(result) -> None:  # type: ignore[no-untyped-def]
         metrics.EVENTS.labels(event_type="any", outcome="redelivered").inc(result.skipped)
 
 
-@app.on_rebalance_complete.connect  # type: ignore[arg-type]
-async def resume_from_state(sender, **kwargs) -> None:  # type: ignore[no-untyped-def]
-    rewind_after_recovery(app, partner_events.get_topic_name(), partner_table,
-                          lambda meta: meta.watermark if meta else -1)
+resume_from_state(partner_events.get_topic_name(), partner_table, lambda meta: meta.watermark if meta else -1)
 
 
 @app.agent(partner_events)
@@ -71,25 +66,21 @@ async def stage1(stream):  # type: ignore[no-untyped-def]
 async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
     started = time.monotonic()
     by_partition = by_held_partition(events)
-    records, writes, rewinds = [], [], []
+    records, writes = [], []
     for partition, evs in by_partition.items():
         messages = [Message(e.message.topic, partition, e.message.offset, e.message.value,
                             e.message.timestamp) for e in evs]
         with on_partition_of(stream, evs[-1]):      # table reads go to this partition
             meta = (live_meta.get(partition) or partner_table.get(meta_key(partition))
                     or PartitionMeta(partition))
-            target = rewinder.target(evs[0].message.topic, partition, meta.watermark, evs[0].message.offset)
-            if target is not None:
-                rewinds.append((TP(evs[0].message.topic, partition), target))
-                continue
             result = fold_partition(core, meta, load, messages)
         records += result.records
         writes.append((evs[-1], meta, result))
         _observe(result)
-    for tp, offset in rewinds:
-        await app.consumer.seek(tp, offset)
     await deliver(app, records)
     for last_event, meta, result in writes:
+        if result.jumped_to is not None:            # offsets skipped: read them again, in order
+            meta.watermark = await rewinder.rewind(last_event.message.tp, meta.watermark, result.jumped_to)
         with on_partition_of(stream, last_event):
             for partner_id, state in result.dirty.items():
                 partner_table[partner_id] = state

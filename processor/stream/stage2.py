@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 
-from faust.types import TP
-
 from processor import topics
 from processor.codec import encode
 from processor.domain import crosspartner
@@ -17,15 +15,13 @@ from processor.stream.batching import by_held_partition, run_batches
 from processor.stream.delivery import deliver
 from processor.stream.folding import OutRecord, meta_key
 from processor.stream.partition_context import on_partition_of
-from processor.stream.rewind import Rewinder, rewind_after_recovery
+from processor.stream.rewind import Rewinder, resume_from_state
 
-rewinder = Rewinder()
+rewinder = Rewinder(app)
 
 
-@app.on_rebalance_complete.connect  # type: ignore[arg-type]
-async def resume_from_state(sender, **kwargs) -> None:  # type: ignore[no-untyped-def]
-    rewind_after_recovery(app, repartition.get_topic_name(), crosspartner_table,
-                          lambda watermark: -1 if watermark is None else watermark)
+resume_from_state(repartition.get_topic_name(), crosspartner_table,
+                  lambda watermark: -1 if watermark is None else watermark)
 
 
 @app.agent(repartition)
@@ -35,18 +31,18 @@ async def stage2(stream):  # type: ignore[no-untyped-def]
 
 async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
     by_partition = by_held_partition(events)
-    records, writes, rewinds = [], [], []
+    records, writes = [], []
     for partition, evs in by_partition.items():
         cache: dict[str, dict] = {}
+        jumped_to = None
         with on_partition_of(stream, evs[-1]):
             watermark = crosspartner_table.get(meta_key(partition), -1)
-            target = rewinder.target(evs[0].message.topic, partition, watermark, evs[0].message.offset)
-            if target is not None:
-                rewinds.append((TP(evs[0].message.topic, partition), target))
-                continue
             for ev in evs:
                 if ev.message.offset <= watermark:
                     continue             # applied before a restart
+                if ev.message.offset > watermark + 1:
+                    jumped_to = ev.message.offset    # offsets are contiguous: some were not delivered
+                    break
                 watermark = ev.message.offset
                 key = ev.message.key.decode()
                 record = json.loads(ev.message.value)
@@ -55,11 +51,11 @@ async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
                 for finding in findings:
                     records.append(OutRecord(topics.PARTNER_EVENTS, finding["partner_id"].encode(),
                                              encode(finding)))
-        writes.append((evs[-1], watermark, cache))
-    for tp, offset in rewinds:
-        await app.consumer.seek(tp, offset)
+        writes.append((evs[-1], watermark, cache, jumped_to))
     await deliver(app, records)
-    for last_event, watermark, cache in writes:
+    for last_event, watermark, cache, jumped_to in writes:
+        if jumped_to is not None:        # read the skipped offsets again, in order
+            watermark = await rewinder.rewind(last_event.message.tp, watermark, jumped_to)
         with on_partition_of(stream, last_event):
             for key, state in cache.items():
                 crosspartner_table[key] = state

@@ -40,3 +40,14 @@ def incentives(settings: Settings, *args: str, timeout: float = 300) -> subproce
     env.update(settings.as_env())
     return subprocess.run([sys.executable, "-m", "processor.cli.main", *args], env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def worker_log_tail(settings: Settings, lines: int = 80) -> str:
+    """The last lines of the session worker's log: what a failing test shows about the worker."""
+    from processor.devstack import worker as worker_proc
+
+    try:
+        text = worker_proc.log_file(settings).read_text(errors="replace")
+    except OSError as exc:
+        return f"(no worker log: {exc})"
+    return "\n".join(text.splitlines()[-lines:])
