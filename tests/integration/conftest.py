@@ -139,7 +139,10 @@ def local_stack(stack_settings: Settings) -> Iterator[Settings]:
         yield stack_settings
     finally:
         stack.down(stack_settings, echo=lambda _line: None)
-        shutil.rmtree(stack_settings.home, ignore_errors=True)
+        if os.environ.get("INCENTIVES_KEEP_TEST_HOME") == "1":      # to read the logs afterwards
+            print(f"\ntest stack home kept: {stack_settings.home}")
+        else:
+            shutil.rmtree(stack_settings.home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
