@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import defaultdict
 
 from aiokafka import AIOKafkaConsumer
@@ -107,13 +108,15 @@ async def _project(consumer, loop, batch, messages) -> None:  # type: ignore[no-
             backoff = min(backoff * 2, 60.0)
 
 
-@app.task
-async def clickhouse_sink() -> None:
-    consumer = AIOKafkaConsumer(
+def _consumer() -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
         topics.PARTNER_EVENTS, *topics.OUTPUT_TOPICS,
         bootstrap_servers=settings.kafka_bootstrap_servers, group_id=f"{settings.app_id}-sink",
         enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=10_000,
         heartbeat_interval_ms=2_000, max_poll_records=SINK_BATCH, fetch_max_bytes=64 * 1024 * 1024)
+
+
+async def _consume(consumer: AIOKafkaConsumer) -> None:
     loop = asyncio.get_running_loop()
     await consumer.start()
     try:
@@ -125,3 +128,24 @@ async def clickhouse_sink() -> None:
             await _project(consumer, loop, batch, messages)
     finally:
         await consumer.stop()
+
+
+@app.task
+async def clickhouse_sink() -> None:
+    """Supervised: if the consumer itself fails (broker gone, a fetch error), it is rebuilt after a
+    backoff and resumes from the group's last commit, instead of the projections silently stopping
+    while the stages run on."""
+    backoff = 1.0
+    while True:
+        started = time.monotonic()
+        try:
+            await _consume(_consumer())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if time.monotonic() - started > 60.0:
+                backoff = 1.0            # it had been running fine: a fresh failure
+            SINK_STALLS.inc()
+            log.exception("ClickHouse sink: consumer failed; restarting it in %.0fs", backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 60.0)
