@@ -20,6 +20,7 @@ INCENTIVES_WEB_PORT              worker web port (/metrics, /ready)       6066
 INCENTIVES_PARTITIONS            partitions of every topic                4
 INCENTIVES_PROGRAM               program rules (YAML)                     deploy/programs/default.yaml
 INCENTIVES_APP_ID                Faust app id (group, changelog prefix)   incentives
+INCENTIVES_BATCH_WAIT_MS         how long a stage waits to fill a batch   1000
 ===============================  =======================================  ============================
 
 A relative `INCENTIVES_HOME` is taken from the current directory, a relative `INCENTIVES_PROGRAM`
@@ -57,6 +58,9 @@ DEFAULT_PROGRAM = "deploy/programs/default.yaml"
 DEFAULT_APP_ID = "incentives"
 
 
+DEFAULT_BATCH_WAIT_MS = 1000
+
+
 class ConfigError(ValueError):
     """An environment variable has a value that cannot be used."""
 
@@ -80,6 +84,10 @@ class Settings:
     partitions: int
     program: Path
     app_id: str
+    #: a stage agent takes up to 10,000 events, waiting at most this long for them: larger batches
+    #: amortise the per-batch costs (state pickles, changelog, producer round trips) at the price
+    #: of that much latency when the stream is quiet
+    batch_wait_ms: int
 
     # ----------------------------------------------------------------- derived values
     @property
@@ -175,4 +183,5 @@ def load_settings(env: Mapping[str, str] | None = None, *, cwd: Path | None = No
         partitions=_int(env, "PARTITIONS", DEFAULT_PARTITIONS),
         program=program.resolve(),
         app_id=_str(env, "APP_ID", DEFAULT_APP_ID),
+        batch_wait_ms=_int(env, "BATCH_WAIT_MS", DEFAULT_BATCH_WAIT_MS),
     )

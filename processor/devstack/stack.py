@@ -83,6 +83,9 @@ def up(settings: Settings, *, with_worker: bool = True, with_migrations: bool = 
         raise StackError(f"cannot start the stack:\n{e}") from None
 
     pids: dict[str, int] = {}
+    fresh_log = broker in to_start
+    if fresh_log:
+        _forget_worker_state(settings, echo)
 
     def ensure(component: ModuleType) -> None:
         pid = component.running(settings)
@@ -107,6 +110,8 @@ def up(settings: Settings, *, with_worker: bool = True, with_migrations: bool = 
          f"{settings.partitions} partitions each)")
 
     ensure(clickhouse)
+    if fresh_log:
+        _drop_projections(settings, echo)
     if with_migrations:
         run_migrations(settings, echo=echo)
 
@@ -114,6 +119,39 @@ def up(settings: Settings, *, with_worker: bool = True, with_migrations: bool = 
         ensure(worker)
     echo(f"state, logs and pid files: {settings.home}")
     return pids
+
+
+def _forget_worker_state(settings: Settings, echo: Echo) -> None:
+    """The broker is about to start, and it keeps its log in memory: the log begins again at
+    offset 0. The worker's local state (its tables and their per-partition watermarks) belongs to
+    the previous log, and would take the new log's first offsets for ones it has already applied
+    and skip them. A worker still running on it is stopped (`ensure` starts it again) and the state
+    is removed; the worker's log file stays."""
+    if worker.running(settings) is not None:
+        echo(f"{'worker':<11} {worker.stop(settings)} (it ran on the previous broker's log)")
+    data = worker.directory(settings) / "data"
+    if data.exists():
+        shutil.rmtree(data)
+        echo(f"{'worker':<11} state of the previous log removed ({data})")
+
+
+def _drop_projections(settings: Settings, echo: Echo) -> None:
+    """The ClickHouse projections of the previous (in-memory) log no longer match any log: drop
+    their database, so the migrations recreate it empty and `replay --verify` compares like with
+    like. Only this stack's database is touched."""
+    from projections.migrate import check_identifier, client  # lazy: heavy imports
+
+    db = check_identifier(settings.clickhouse_database)
+    conn = client(settings, database="default")
+    try:
+        if conn.execute("SELECT count() FROM system.databases WHERE name = %(db)s", {"db": db})[0][0]:
+            conn.execute(f"DROP DATABASE {db}")
+            echo(f"{'clickhouse':<11} projections of the previous log dropped (database {db})")
+    except Exception as e:  # clickhouse-driver errors have no common useful base
+        raise StackError(f"dropping the projections of the previous log ({db}) failed: {e}\n"
+                         f"{_still_running_note(settings)}") from e
+    finally:
+        conn.disconnect()
 
 
 def run_migrations(settings: Settings, *, echo: Echo = print) -> None:

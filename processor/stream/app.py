@@ -24,7 +24,7 @@ settings = load_settings()
 program = load_program(str(settings.program))
 
 BATCH_MAX = 10_000          # events taken per agent batch
-BATCH_WITHIN = 0.2          # seconds to wait for a batch to fill
+BATCH_WITHIN = settings.batch_wait_ms / 1000   # seconds to wait for a batch to fill (config.py)
 
 (settings.home / "worker").mkdir(parents=True, exist_ok=True)
 app = faust.App(

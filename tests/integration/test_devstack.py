@@ -107,3 +107,32 @@ def test_up_fails_clearly_when_a_port_is_taken(tmp_path, local_stack, make_stack
         stack.up(s, with_worker=False, with_migrations=False, echo=lambda _line: None)
     assert broker.running(s) is None and clickhouse.running(s) is None
     assert broker.running(local_stack)
+
+
+def test_a_fresh_broker_resets_what_was_derived_from_the_previous_log(tmp_path, local_stack, make_stack_settings):
+    """Tansu keeps its log in memory: after `down`, `up` starts a log at offset 0 again. The worker
+    state (whose watermarks would skip the new log's first offsets) and the ClickHouse projections
+    of the old log are reset, and `up` says so; with the broker still running, nothing is reset."""
+    s = make_stack_settings(tmp_path / "home")
+    try:
+        stack.up(s, with_worker=False, echo=lambda _line: None)
+        conn = Client(host="127.0.0.1", port=s.clickhouse_port, database=s.clickhouse_database)
+        conn.execute("INSERT INTO ledger (entry_id, partner_id, seq, account, delta_available) VALUES",
+                     [("OLD:1", "OLD", 1, "points", 100)])
+        state = s.home / "worker" / "data" / "v1"
+        state.mkdir(parents=True)
+
+        lines: list[str] = []
+        stack.up(s, with_worker=False, echo=lines.append)          # broker still running: kept
+        assert state.exists() and conn.execute("SELECT count() FROM ledger")[0][0] == 1
+        assert not any("previous log" in line for line in lines)
+
+        stack.down(s, echo=lambda _line: None)
+        stack.up(s, with_worker=False, echo=lines.append)
+        assert not state.exists()
+        conn = Client(host="127.0.0.1", port=s.clickhouse_port, database=s.clickhouse_database)
+        assert conn.execute("SELECT count() FROM ledger")[0][0] == 0
+        assert any("worker" in line and "previous log removed" in line for line in lines)
+        assert any("clickhouse" in line and "previous log dropped" in line for line in lines)
+    finally:
+        stack.down(s, echo=lambda _line: None)
