@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from faust import streams as faust_streams
+
 
 @contextmanager
 def on_partition_of(stream: Any, event: Any) -> Iterator[None]:
@@ -21,3 +23,15 @@ def on_partition_of(stream: Any, event: Any) -> Iterator[None]:
         yield
     finally:
         stream._set_current_event(previous)
+
+
+@contextmanager
+def any_partition() -> Iterator[None]:
+    """Table reads in this block look the key up in every partition's store, whatever event the
+    calling task's context holds (e.g. in a rebalance callback): for keys that say their partition
+    themselves, like the per-partition meta."""
+    token = faust_streams._current_event.set(None)
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)

@@ -26,6 +26,7 @@ from typing import Any
 
 from processor.stream import faust_patches, metrics
 from processor.stream.folding import meta_key
+from processor.stream.partition_context import any_partition
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ async def clamp_to_state(consumer: Any) -> None:
     assigned = consumer.assignment()
     for item in _registered:
         for tp in sorted(tp for tp in assigned if tp.topic == item.topic):
-            watermark = item.watermark_of(item.table.get(meta_key(tp.partition)))
+            with any_partition():
+                watermark = item.watermark_of(item.table.get(meta_key(tp.partition)))
             position = await consumer.position(tp)
             if position is not None and position > watermark + 1:
                 metrics.REWINDS.labels(topic=tp.topic, partition=str(tp.partition)).inc()
