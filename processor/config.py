@@ -56,8 +56,6 @@ DEFAULT_WEB_PORT = 6066
 DEFAULT_PARTITIONS = 4
 DEFAULT_PROGRAM = "deploy/programs/default.yaml"
 DEFAULT_APP_ID = "incentives"
-
-
 DEFAULT_BATCH_WAIT_MS = 1000
 
 

@@ -4,13 +4,13 @@ The agent hands over one partition's messages of a batch; this module decodes th
 through the domain core and returns the records to send and the states to write back (once per
 partner per batch). Every partition keeps a `PartitionMeta` next to its partners: the offset of the
 last message it applied (a message at or below it is a redelivery and is skipped) and the scope of
-`PeriodClosed` (which periods this partition's partners have closed). The Kafka replay uses this
-same code, so live and replay cannot drift.
+`PeriodClosed` (which periods this partition's partners have closed). The replays fold the same
+log through the same domain core (`processor.replay.Replayer`), so live and replay cannot drift.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,35 @@ class OutRecord:
     key: bytes
     value: bytes
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class Contiguous:
+    """The messages of one partition a state applies next, given the offset of the last one it
+    applied (`watermark`). Offsets of a partition are contiguous, so that is exactly
+    `watermark + 1`, then the one after, and so on: a message at or below the watermark is a
+    redelivery (counted in `skipped`), and one beyond `watermark + 1` means messages in between
+    were not delivered (Faust's seek to a committed offset, messages still queued from before a
+    seek back): iteration stops there and `jumped_to` says where, rather than step over them.
+    After iteration `watermark` is the last offset handed out. Both stage agents use it."""
+
+    def __init__(self, items: Iterable[Any], watermark: int,
+                 offset_of: Callable[[Any], int] = lambda item: item.offset) -> None:
+        self._items, self._offset_of = items, offset_of
+        self.watermark = watermark
+        self.skipped = 0
+        self.jumped_to: int | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self._items:
+            offset = self._offset_of(item)
+            if offset <= self.watermark:
+                self.skipped += 1
+                continue
+            if offset > self.watermark + 1:
+                self.jumped_to = offset
+                return
+            self.watermark = offset
+            yield item
 
 
 @dataclass
@@ -111,21 +140,12 @@ def outcome_records(out: Outcome, original: bytes, where: str) -> list[OutRecord
 
 def fold_partition(stage1: Stage1, meta: PartitionMeta, load: Callable[[str], PartnerState | None],
                    messages: Sequence[Message]) -> BatchResult:
-    """Fold one partition's messages (in offset order) into the partition's partners.
-
-    Offsets of a partition are contiguous, so the state applies exactly `watermark + 1` next: a
-    message at or below the watermark is a redelivery (skipped), and one beyond `watermark + 1`
-    means messages in between were not delivered (a seek after a restart, a stale fetch after a
-    rewind): the fold stops there and says where to resume, rather than step over them."""
+    """Fold one partition's messages (in offset order) into the partition's partners: those
+    `Contiguous` hands out from the partition's watermark, which follows each one."""
     result = BatchResult()
     store = BatchStore(load, meta, result.dirty)
-    for msg in messages:
-        if msg.offset <= meta.watermark:
-            result.skipped += 1          # applied before a restart: state already has it
-            continue
-        if msg.offset > meta.watermark + 1:
-            result.jumped_to = msg.offset
-            break
+    run = Contiguous(messages, meta.watermark)
+    for msg in run:
         meta.watermark = msg.offset
         where = f"{msg.topic}:{msg.partition}:{msg.offset}"
         try:
@@ -138,4 +158,5 @@ def fold_partition(stage1: Stage1, meta: PartitionMeta, load: Callable[[str], Pa
         out = stage1.apply(store, meta.scope, event)
         result.outcomes.append((event["event_type"], out))
         result.records += outcome_records(out, msg.value, where)
+    result.skipped, result.jumped_to = run.skipped, run.jumped_to
     return result

@@ -72,7 +72,7 @@ class Rewinder:
 
     def __init__(self, app: Any) -> None:
         self._app = app
-        self._attempts: dict[tuple[str, int, int], int] = {}
+        self._attempts: dict[Any, tuple[int, int]] = {}     # tp -> (offset sought, times in a row)
 
     async def rewind(self, tp: Any, watermark: int, jumped_to: int) -> int:
         """The fold of `tp` stopped at `jumped_to`, beyond `watermark + 1`: seek back so the missing
@@ -89,8 +89,9 @@ class Rewinder:
                       earliest)
             wanted = earliest
         else:
-            key = (tp.topic, tp.partition, wanted)
-            tries = self._attempts[key] = self._attempts.get(key, 0) + 1
+            last, tries = self._attempts.get(tp, (None, 0))
+            tries = tries + 1 if last == wanted else 1
+            self._attempts[tp] = (wanted, tries)
             log.log(logging.ERROR if tries >= LOUD_AFTER else logging.WARNING,
                     "%s[%d]: state has applied up to offset %d but the next message delivered is %d; "
                     "re-reading from %d (attempt %d)", tp.topic, tp.partition, watermark, jumped_to,

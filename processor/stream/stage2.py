@@ -13,7 +13,7 @@ from processor.domain import crosspartner
 from processor.stream.app import app, crosspartner_table, program, repartition
 from processor.stream.batching import by_held_partition, run_batches
 from processor.stream.delivery import deliver
-from processor.stream.folding import OutRecord, meta_key
+from processor.stream.folding import Contiguous, OutRecord, meta_key
 from processor.stream.partition_context import on_partition_of
 from processor.stream.rewind import Rewinder, resume_from_state
 
@@ -34,16 +34,9 @@ async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
     records, writes = [], []
     for partition, evs in by_partition.items():
         cache: dict[str, dict] = {}
-        jumped_to = None
         with on_partition_of(stream, evs[-1]):
-            watermark = crosspartner_table.get(meta_key(partition), -1)
-            for ev in evs:
-                if ev.message.offset <= watermark:
-                    continue             # applied before a restart
-                if ev.message.offset > watermark + 1:
-                    jumped_to = ev.message.offset    # offsets are contiguous: some were not delivered
-                    break
-                watermark = ev.message.offset
+            run = Contiguous(evs, crosspartner_table.get(meta_key(partition), -1), lambda ev: ev.message.offset)
+            for ev in run:
                 key = ev.message.key.decode()
                 record = json.loads(ev.message.value)
                 state = cache[key] if key in cache else crosspartner_table.get(key)
@@ -51,7 +44,7 @@ async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
                 for finding in findings:
                     records.append(OutRecord(topics.PARTNER_EVENTS, finding["partner_id"].encode(),
                                              encode(finding)))
-        writes.append((evs[-1], watermark, cache, jumped_to))
+        writes.append((evs[-1], run.watermark, cache, run.jumped_to))
     await deliver(app, records)
     for last_event, watermark, cache, jumped_to in writes:
         if jumped_to is not None:        # read the skipped offsets again, in order

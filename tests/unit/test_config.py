@@ -20,6 +20,7 @@ def test_defaults(tmp_path):
     assert s.partitions == 4
     assert s.program == REPO_ROOT / "deploy" / "programs" / "default.yaml"
     assert s.app_id == "incentives"
+    assert s.batch_wait_ms == 1000
     assert s.kafka_broker_url == "kafka://127.0.0.1:9092"
 
 
@@ -48,6 +49,7 @@ def test_relative_paths(tmp_path):
     ("INCENTIVES_CLICKHOUSE_PORT", "0"),
     ("INCENTIVES_WEB_PORT", "70000"),
     ("INCENTIVES_PARTITIONS", "-1"),
+    ("INCENTIVES_BATCH_WAIT_MS", "0"),
 ])
 def test_bad_values_are_reported(name, value):
     with pytest.raises(ConfigError, match=name):

@@ -5,7 +5,7 @@ from processor import topics
 from processor.codec import encode, from_json_line
 from processor.domain.engine import Stage1
 from processor.programs import load_program
-from processor.stream.folding import Message, PartitionMeta, fold_partition
+from processor.stream.folding import Contiguous, Message, PartitionMeta, fold_partition
 from tests.unit.builders import enrolled, sale
 
 CORE = Stage1(load_program())
@@ -43,3 +43,24 @@ def test_redelivered_offsets_are_skipped_and_contiguous_ones_applied() -> None:
     meta.watermark = 1
     result = _fold(meta, [0, 1, 2, 3])
     assert result.skipped == 2 and result.jumped_to is None and meta.watermark == 3
+
+
+def _run(offsets: list[int], watermark: int) -> tuple[list[int], Contiguous]:
+    run = Contiguous(offsets, watermark, offset_of=lambda o: o)
+    return list(run), run
+
+
+def test_contiguous_hands_out_watermark_plus_one_onwards_and_stops_at_a_gap() -> None:
+    applied, run = _run([3, 4, 5, 6, 9, 10], watermark=4)
+    assert applied == [5, 6] and run.skipped == 2 and run.jumped_to == 9 and run.watermark == 6
+
+
+def test_contiguous_after_a_seek_back_skips_what_it_handed_out_and_stops_at_stale_later_offsets() -> None:
+    # re-fetched 5..7 arrive after stale 20..21 were already queued, then a redelivered 6
+    applied, run = _run([5, 6, 7, 6, 8, 20, 21], watermark=4)
+    assert applied == [5, 6, 7, 8] and run.skipped == 1 and run.jumped_to == 20 and run.watermark == 8
+
+
+def test_contiguous_with_nothing_new() -> None:
+    applied, run = _run([1, 2], watermark=2)
+    assert applied == [] and run.skipped == 2 and run.jumped_to is None and run.watermark == 2
