@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -13,6 +16,7 @@ from processor.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
+GRAFANA_PROVISIONING = ROOT / "deploy/grafana/provisioning"
 
 TOP_LEVEL_KEYS = {"version", "name", "services", "networks", "volumes", "configs", "secrets", "include"}
 DEPENDS_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
@@ -20,6 +24,166 @@ PORT_RE = re.compile(
     r"^(?:(?P<ip>\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?"
     r"(?:(?P<host>\d{1,5}(?:-\d{1,5})?):)?(?P<container>\d{1,5}(?:-\d{1,5})?)(?:/(?P<proto>tcp|udp|sctp))?$"
 )
+
+
+# --- closed by default (issue 9, item 5) -------------------------------------------------------------
+# Every published port binds to this one variable, loopback unless the operator says otherwise.
+BIND_VAR = "INCENTIVES_BIND_ADDRESS"
+BIND_REF = "${INCENTIVES_BIND_ADDRESS:-127.0.0.1}"
+# Variables compose must refuse to start without (no default anywhere).
+REQUIRED_VARS = {"CLICKHOUSE_PASSWORD", "GRAFANA_ADMIN_USER", "GRAFANA_ADMIN_PASSWORD"}
+# An example .env for the interpolation tests (never a real secret).
+SAMPLE_ENV = {
+    "CLICKHOUSE_PASSWORD": "ch-secret",
+    "GRAFANA_ADMIN_USER": "gf-admin",
+    "GRAFANA_ADMIN_PASSWORD": "gf-secret",
+}
+
+SECRET_NAME_RE = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|CREDENTIAL", re.IGNORECASE)
+# Keys that are not secrets but must not have a well-known default either (Grafana's admin login).
+REQUIRED_KEYS = {"GF_SECURITY_ADMIN_USER"}
+REQUIRED_REF_RE = re.compile(r"\$\{(?P<var>[A-Za-z_][A-Za-z0-9_]*):\?[^}]*\}")
+# ${VAR}, ${VAR:-x}, ${VAR-x}, ${VAR:?x}, ${VAR?x}, ${VAR:+x}, ${VAR+x}, $VAR; $$ is a literal $
+INTERPOLATION_RE = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
+    r"|(?P<named>[A-Za-z_][A-Za-z0-9_]*))"
+)
+# literal credentials inside strings (commands, healthchecks, URLs, NAME=value pairs)
+INLINE_SECRET_RES = (
+    re.compile(r"--password[= ]+(?P<value>\S+)"),
+    re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:(?P<value>[^/\s@]+)@"),
+    re.compile(r"\b\w*(?:PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY)\w*=(?P<value>\S+)", re.IGNORECASE),
+)
+# a reference to the container's own environment inside a command or healthcheck of the raw file ($$NAME or
+# $${NAME}; compose turns $$ into $), accepted only if that service sets NAME to a required ${VAR:?msg}
+CONTAINER_REF_RE = re.compile(r"\$\$\{?(?P<var>[A-Za-z_][A-Za-z0-9_]*)\}?")
+
+
+class MissingVariable(Exception):
+    """What `docker compose` reports for ${VAR:?msg} / ${VAR?msg} when VAR is missing: it refuses to start."""
+
+    def __init__(self, var: str, message: str) -> None:
+        super().__init__(f"required variable {var} is missing a value: {message}")
+        self.var = var
+
+
+def interpolate(value: Any, env: Mapping[str, str]) -> Any:
+    """Compose's variable interpolation (values only, as compose does), against `env` alone."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(m: re.Match[str]) -> str:
+        if m.group("escaped"):
+            return "$"
+        var = m.group("braced") or m.group("named")
+        op, arg = m.group("op"), m.group("arg") or ""
+        current = env.get(var)
+        missing = current is None or (op is not None and op.startswith(":") and current == "")
+        if op in (":-", "-"):
+            return arg if missing else str(current)
+        if op in (":?", "?"):
+            if missing:
+                raise MissingVariable(var, arg)
+            return str(current)
+        if op in (":+", "+"):
+            return "" if missing else arg
+        return current or ""
+
+    return INTERPOLATION_RE.sub(substitute, value)
+
+
+def _walk_strings(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _walk_strings(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _walk_strings(v, f"{path}[{i}]")
+    elif isinstance(node, str):
+        yield path, node
+
+
+def port_problems(compose: dict) -> list[str]:
+    """Published ports that are not bound to BIND_REF (loopback unless INCENTIVES_BIND_ADDRESS says otherwise)."""
+    problems = []
+    string_re = re.compile(re.escape(BIND_REF) + r":\d{1,5}(?:-\d{1,5})?:\d{1,5}(?:-\d{1,5})?(?:/(?:tcp|udp|sctp))?")
+    for name, svc in (compose.get("services") or {}).items():
+        if str(svc.get("network_mode", "")).startswith("host"):
+            problems.append(f"{name}: network_mode host publishes every port on every interface")
+        for port in svc.get("ports") or []:
+            if isinstance(port, dict):
+                if port.get("host_ip") != BIND_REF or not port.get("published"):
+                    problems.append(f"{name}: port {port!r} must set published and host_ip: {BIND_REF!r}")
+            elif not (isinstance(port, str) and string_re.fullmatch(port)):
+                problems.append(f"{name}: port {port!r} must be \"{BIND_REF}:HOST:CONTAINER\"")
+    return problems
+
+
+def _is_container_ref_to_required(value: str, env: Mapping[str, str] | None) -> bool:
+    m = CONTAINER_REF_RE.fullmatch(value)
+    if not m:
+        return False
+    return env is None or bool(REQUIRED_REF_RE.fullmatch(env.get(m.group("var"), "")))
+
+
+def secret_problems(compose: dict) -> list[str]:
+    """Password-like values with a default or a literal instead of a required ${VAR:?msg} reference."""
+    problems = []
+    # every environment entry whose name looks secret must be exactly a required reference
+    for name, svc in (compose.get("services") or {}).items():
+        env = _env(svc)
+        for key, value in env.items():
+            if (SECRET_NAME_RE.search(key) or key in REQUIRED_KEYS) and not REQUIRED_REF_RE.fullmatch(value):
+                problems.append(f"{name}: {key}={value!r} must be ${{VAR:?message}} (no default, no literal)")
+    # anywhere in the file: a secret-named compose variable must be required, and no literal credential inline
+    for path, text in _walk_strings(compose, ""):
+        for m in INTERPOLATION_RE.finditer(text):
+            var = m.group("braced") or m.group("named")
+            if var and SECRET_NAME_RE.search(var) and m.group("op") not in (":?", "?"):
+                problems.append(f"{path}: {m.group(0)!r} gives {var} a default or lets it be empty")
+        service = path.split(".")[2] if path.startswith(".services.") else None
+        service_env = _env(compose["services"][service]) if service else None
+        for pattern in INLINE_SECRET_RES:
+            for m in pattern.finditer(text):
+                value = m.group("value").strip("\"'")
+                if not (REQUIRED_REF_RE.fullmatch(value) or _is_container_ref_to_required(value, service_env)):
+                    problems.append(f"{path}: literal or defaulted credential {m.group(0)!r}")
+    return problems
+
+
+def _grafana_refs(value: str) -> list[str]:
+    """The variables a Grafana provisioning value expands ($VAR or ${VAR}), or [] if it is a literal."""
+    m = re.fullmatch(r"\$\{(\w+)\}|\$(\w+)", value)
+    return [m.group(1) or m.group(2)] if m else []
+
+
+def grafana_provisioning_problems(files: Mapping[str, Any], grafana_env: Mapping[str, str]) -> list[str]:
+    """Secrets in Grafana provisioning files must be ${VAR} expanded from a required variable of the service."""
+    problems = []
+    for fname, cfg in files.items():
+        for path, text in _walk_strings(cfg, fname):
+            leaf = path.rsplit(".", 1)[-1]
+            if ".secureJsonData." not in path and not SECRET_NAME_RE.search(leaf):
+                continue
+            refs = _grafana_refs(text)
+            if not refs:
+                problems.append(f"{path}: {text!r} is a literal secret, use ${{VAR}} from the grafana service")
+            for var in refs:
+                if not REQUIRED_REF_RE.fullmatch(grafana_env.get(var, "")):
+                    problems.append(f"{path}: {var} is not set on the grafana service as ${{VAR:?message}}")
+    return problems
+
+
+def _grafana_files() -> dict[str, Any]:
+    files = {}
+    for path in sorted(GRAFANA_PROVISIONING.rglob("*")):
+        if path.suffix in (".yml", ".yaml"):
+            files[str(path.relative_to(ROOT))] = yaml.safe_load(path.read_text())
+    return files
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +197,12 @@ def compose() -> dict:
 @pytest.fixture(scope="module")
 def services(compose) -> dict[str, dict]:
     return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def resolved(compose) -> dict[str, dict]:
+    """The services after compose's interpolation with SAMPLE_ENV (what `docker compose config` would show)."""
+    return interpolate(compose, SAMPLE_ENV)["services"]
 
 
 def _env(service: dict) -> dict[str, str]:
@@ -161,9 +331,9 @@ def test_dockerfile_copies_existing_paths():
         assert (ROOT / src).exists(), f"Dockerfile copies missing {src}"
 
 
-def test_port_mappings_are_well_formed(services):
+def test_port_mappings_are_well_formed(resolved):
     host_ports: dict[str, str] = {}
-    for name, svc in services.items():
+    for name, svc in resolved.items():
         for port in svc.get("ports") or []:
             if isinstance(port, dict):
                 assert 1 <= int(port["target"]) <= 65535, name
@@ -238,3 +408,178 @@ def test_grafana_provisions_clickhouse(services):
     # the variables the data source expands are set on the grafana service
     for var in re.findall(r"\$\{(\w+)\}", ds_file.read_text()):
         assert var in env, f"grafana service does not set {var}"
+
+
+# --- closed by default (issue 9, item 5) -------------------------------------------------------------
+
+
+def test_published_ports_bind_to_loopback_by_default(compose, resolved):
+    assert port_problems(compose) == []
+    published = [p for svc in resolved.values() for p in svc.get("ports") or []]
+    assert len(published) >= 6  # kafka, clickhouse x2, processor, prometheus, grafana
+    assert all(p.startswith("127.0.0.1:") for p in published), published
+    opened = interpolate(compose, {**SAMPLE_ENV, BIND_VAR: "0.0.0.0"})["services"]
+    assert all(p.startswith("0.0.0.0:") for svc in opened.values() for p in svc.get("ports") or [])
+
+
+def test_no_password_has_a_default_or_a_literal(compose):
+    assert secret_problems(compose) == []
+
+
+def test_compose_refuses_to_start_without_each_secret(compose):
+    interpolate(compose, SAMPLE_ENV)  # complete: no error
+    required = {m.group("var") for _, text in _walk_strings(compose, "") for m in REQUIRED_REF_RE.finditer(text)}
+    assert required == REQUIRED_VARS
+    for var in sorted(REQUIRED_VARS):
+        for env in ({k: v for k, v in SAMPLE_ENV.items() if k != var}, {**SAMPLE_ENV, var: ""}):
+            with pytest.raises(MissingVariable) as err:
+                interpolate(compose, env)
+            assert err.value.var == var
+
+
+def test_credentials_are_the_same_everywhere(resolved):
+    ch = _env(resolved["clickhouse"])
+    assert ch["CLICKHOUSE_PASSWORD"] == SAMPLE_ENV["CLICKHOUSE_PASSWORD"]
+    assert ch["CLICKHOUSE_USER"]
+    for name in ("processor", "migrate"):
+        env = _env(resolved[name])
+        assert env["INCENTIVES_CLICKHOUSE_USER"] == ch["CLICKHOUSE_USER"], name
+        assert env["INCENTIVES_CLICKHOUSE_PASSWORD"] == ch["CLICKHOUSE_PASSWORD"], name
+    gf = _env(resolved["grafana"])
+    assert gf["GF_SECURITY_ADMIN_USER"] == SAMPLE_ENV["GRAFANA_ADMIN_USER"]
+    assert gf["GF_SECURITY_ADMIN_PASSWORD"] == SAMPLE_ENV["GRAFANA_ADMIN_PASSWORD"]
+    # the ClickHouse data source, expanded by Grafana from its container environment, logs in as the server's user
+    ds_text = (GRAFANA_PROVISIONING / "datasources/clickhouse.yml").read_text()
+    ds_text = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: gf[m.group(1) or m.group(2)], ds_text)
+    ch_ds = {d["type"]: d for d in yaml.safe_load(ds_text)["datasources"]}["grafana-clickhouse-datasource"]
+    assert ch_ds["jsonData"]["username"] == ch["CLICKHOUSE_USER"]
+    assert ch_ds["secureJsonData"]["password"] == ch["CLICKHOUSE_PASSWORD"]
+    # the ClickHouse healthcheck reads the container's own (required) credentials
+    assert "$CLICKHOUSE_PASSWORD" in " ".join(resolved["clickhouse"]["healthcheck"]["test"])
+
+
+def test_grafana_provisioning_has_no_literal_secret(services):
+    files = _grafana_files()
+    assert any("datasources" in f for f in files)
+    assert grafana_provisioning_problems(files, _env(services["grafana"])) == []
+
+
+def test_no_well_known_default_credentials_anywhere():
+    paths = [ROOT / "docker-compose.yml", ROOT / "Dockerfile"]
+    paths += [p for d in ("deploy/grafana", "deploy/prometheus") for p in (ROOT / d).rglob("*") if p.is_file()]
+    for path in paths:
+        text = path.read_text()
+        for stale in ("admin/admin", "incentives/incentives", "${GRAFANA_ADMIN_PASSWORD:-", "${CLICKHOUSE_PASSWORD:-"):
+            assert stale not in text, f"{path.relative_to(ROOT)}: {stale}"
+    assert not re.search(r"(?i)(password|secret|token)\w*[ =]", (ROOT / "Dockerfile").read_text()), "secret in image"
+
+
+def _set(service: str, key: str, value: Any) -> Callable[[dict], None]:
+    def mutate(doc: dict) -> None:
+        doc["services"][service][key] = value
+
+    return mutate
+
+
+def _set_env(service: str, key: str, value: Any) -> Callable[[dict], None]:
+    def mutate(doc: dict) -> None:
+        env = doc["services"][service].setdefault("environment", {})
+        if isinstance(env, list):
+            env.append(f"{key}={value}")
+        else:
+            env[key] = value
+
+    return mutate
+
+
+def _set_healthcheck(service: str, command: str) -> Callable[[dict], None]:
+    return _set(service, "healthcheck", {"test": ["CMD-SHELL", command]})
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(_set("kafka", "ports", ["9094:9094"]), id="no-host-address"),
+        pytest.param(_set("kafka", "ports", ["0.0.0.0:9094:9094"]), id="all-interfaces"),
+        pytest.param(_set("kafka", "ports", ["127.0.0.1:9094:9094"]), id="literal-loopback-not-the-variable"),
+        pytest.param(_set("kafka", "ports", ["${INCENTIVES_BIND_ADDRESS:-0.0.0.0}:9094:9094"]), id="open-default"),
+        pytest.param(_set("kafka", "ports", ["${INCENTIVES_BIND_ADDRESS}:9094:9094"]), id="no-default"),
+        pytest.param(_set("processor", "ports", ["6066"]), id="container-port-only"),
+        pytest.param(_set("processor", "ports", [6066]), id="bare-int"),
+        pytest.param(_set("grafana", "ports", [{"target": 3000, "published": 3000}]), id="long-form-no-host-ip"),
+        pytest.param(_set("grafana", "ports", [{"target": 3000, "published": 3000, "host_ip": "0.0.0.0"}]),
+                     id="long-form-open"),
+        pytest.param(_set("grafana", "network_mode", "host"), id="network-mode-host"),
+    ],
+)
+def test_port_checker_reports_open_ports(compose, mutate):
+    doc = copy.deepcopy(compose)
+    mutate(doc)
+    assert port_problems(doc), "the checker missed an open port"
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(_set_env("clickhouse", "CLICKHOUSE_PASSWORD", "${CLICKHOUSE_PASSWORD:-incentives}"),
+                     id="colon-dash-default"),
+        pytest.param(_set_env("clickhouse", "CLICKHOUSE_PASSWORD", "${CLICKHOUSE_PASSWORD-incentives}"),
+                     id="dash-default"),
+        pytest.param(_set_env("clickhouse", "CLICKHOUSE_PASSWORD", "${CLICKHOUSE_PASSWORD}"), id="may-be-empty"),
+        pytest.param(_set_env("clickhouse", "CLICKHOUSE_PASSWORD", "incentives"), id="literal"),
+        pytest.param(_set_env("grafana", "GF_SECURITY_ADMIN_PASSWORD", "admin"), id="grafana-literal"),
+        pytest.param(_set_env("grafana", "GF_SECURITY_ADMIN_PASSWORD", "${GRAFANA_ADMIN_PASSWORD:-admin}"),
+                     id="grafana-default"),
+        pytest.param(_set_env("grafana", "GF_SECURITY_ADMIN_USER", "admin"), id="grafana-admin-user-literal"),
+        pytest.param(_set("processor", "environment", ["INCENTIVES_CLICKHOUSE_PASSWORD=incentives"]),
+                     id="list-form-literal"),
+        pytest.param(_set("processor", "environment", ["INCENTIVES_CLICKHOUSE_PASSWORD"]), id="list-form-passthrough"),
+        pytest.param(_set_env("processor", "PARTNER_API_TOKEN", "abc123"), id="token"),
+        pytest.param(_set_env("processor", "SIGNING_SECRET", 12345), id="numeric-secret"),
+        pytest.param(_set_env("processor", "INCENTIVES_CLICKHOUSE_HOST", "${CLICKHOUSE_PASSWORD:-x}"),
+                     id="secret-var-default-under-other-key"),
+        pytest.param(_set_healthcheck("clickhouse", "clickhouse-client --password incentives -q 'SELECT 1'"),
+                     id="healthcheck-literal"),
+        pytest.param(_set_healthcheck("clickhouse", "clickhouse-client --password=\"$$CH_PW\" -q 'SELECT 1'"),
+                     id="healthcheck-unset-container-var"),
+        pytest.param(_set("migrate", "command", ["sh", "-c", "curl http://incentives:hunter2@clickhouse:8123/"]),
+                     id="url-credentials"),
+        pytest.param(_set("kafka-topics", "command", ["GF_SECURITY_ADMIN_PASSWORD=admin run"]), id="inline-assignment"),
+    ],
+)
+def test_secret_checker_reports_defaults_and_literals(compose, mutate):
+    doc = copy.deepcopy(compose)
+    mutate(doc)
+    assert secret_problems(doc), "the checker missed a defaulted or literal secret"
+
+
+DS = "deploy/grafana/provisioning/datasources/clickhouse.yml"
+
+
+def _ds_password(value: str) -> dict:
+    cfg = yaml.safe_load((ROOT / DS).read_text())
+    for ds in cfg["datasources"]:
+        if ds["type"] == "grafana-clickhouse-datasource":
+            ds["secureJsonData"]["password"] = value
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(lambda files, env: files[DS].update(_ds_password("incentives")), id="literal-password"),
+        pytest.param(lambda files, env: files[DS].update(_ds_password("${GRAFANA_DS_PASSWORD}")),
+                     id="variable-not-on-service"),
+        pytest.param(lambda files, env: env.update(CLICKHOUSE_PASSWORD="${CLICKHOUSE_PASSWORD:-incentives}"),
+                     id="service-variable-has-default"),
+        pytest.param(lambda files, env: files[DS]["datasources"][1].update(basicAuthPassword="admin"),
+                     id="basic-auth-literal"),
+        pytest.param(lambda files, env: files.update({"x/dashboards.yml": {"apiKey": "eyJrIjoi"}}), id="api-key-file"),
+    ],
+)
+def test_grafana_checker_reports_literal_secrets(services, mutate):
+    files = copy.deepcopy(_grafana_files())
+    env = dict(_env(services["grafana"]))
+    mutate(files, env)
+    assert grafana_provisioning_problems(files, env), "the checker missed a literal Grafana secret"
+
