@@ -2,10 +2,19 @@
 
 The numbered files in ``projections/sql/`` (``001_events.sql``, ...) are applied in order. Each file
 holds statements separated by lines ending in ``;``, with ``{db}`` standing for the database name.
-Every statement is ``CREATE ... IF NOT EXISTS``, so a run that stopped half way (or two workers
-migrating at once) is safe to repeat; applied files are recorded in ``{db}.schema_migrations`` so a
-normal start only looks them up. The SQL sticks to what ClickHouse 18.16 (the local server) and
-current ClickHouse both accept; ``tests/unit/test_projection_sql.py`` checks the latter with chdb.
+Every statement is safe to repeat, so a run that stopped half way can simply run again; applied
+files are recorded in ``{db}.schema_migrations`` so a normal start only looks them up. A plain
+statement is ``CREATE ... IF NOT EXISTS`` (or ``DROP ... IF EXISTS``). A statement that is not
+repeatable by itself (``RENAME``, ``INSERT ... SELECT``) is preceded by a guard line
+
+    -- when: SELECT count() FROM system.tables WHERE database = '{db}' AND name = 'x'
+
+and runs only when that query's first value is non-zero: the guard says "this step is still to
+do", read from the schema itself (not from a record that a crash could leave behind). Two runs at
+once are safe for plain statements; on a guarded one the slower run may fail (e.g. RENAME of a
+table the other run already renamed) and succeeds when run again. The SQL sticks to what
+ClickHouse 18.16 (the local server) and current ClickHouse both accept;
+``tests/unit/test_projection_sql.py`` checks the latter with chdb.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +39,8 @@ CONNECT_TIMEOUT = 5
 _FILE_NAME = re.compile(r"^(\d+)_([A-Za-z0-9_]+)\.sql$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
+#: A whole line ``-- when: <query>`` before a statement guards it (see the module doc).
+GUARD_PREFIX = "-- when:"
 
 SCHEMA_MIGRATIONS_DDL = """
 CREATE TABLE IF NOT EXISTS {db}.schema_migrations
@@ -48,6 +60,15 @@ class MigrationError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Step:
+    """One statement of a migration; with a ``when`` query it runs only if that query's first
+    value is non-zero."""
+
+    sql: str
+    when: str | None = None
+
+
+@dataclass(frozen=True)
 class Migration:
     version: int
     name: str
@@ -58,8 +79,12 @@ class Migration:
         return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
 
     def statements(self, database: str) -> list[str]:
-        """The file's statements with ``{db}`` replaced by ``database``."""
-        return split_statements(render(self.sql, database))
+        """The file's statements with ``{db}`` replaced by ``database`` (guards left out)."""
+        return [step.sql for step in self.steps(database)]
+
+    def steps(self, database: str) -> list[Step]:
+        """The file's statements and their guards, with ``{db}`` replaced by ``database``."""
+        return parse_steps(render(self.sql, database))
 
 
 def check_identifier(name: str) -> str:
@@ -78,6 +103,68 @@ def split_statements(sql: str) -> list[str]:
     lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
     parts = _STATEMENT_END.split("\n".join(lines))
     return [part.strip() for part in parts if part.strip()]
+
+
+def parse_steps(sql: str) -> list[Step]:
+    """Like :func:`split_statements`, keeping each ``-- when:`` guard with the statement after it.
+
+    A guard is one whole line, directly before its statement (comment lines may sit between);
+    a guard inside a statement, two guards for one statement, or a guard with no statement after
+    it is a :class:`MigrationError`."""
+    steps: list[Step] = []
+    guard: str | None = None
+    body: list[str] = []
+
+    def finish() -> None:
+        nonlocal guard
+        text = "\n".join(body).strip()
+        body.clear()
+        if text:
+            steps.append(Step(text, guard))
+            guard = None
+
+    for line in sql.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(GUARD_PREFIX):
+            if "\n".join(body).strip():
+                raise MigrationError(f"a '{GUARD_PREFIX}' guard inside a statement: {stripped}")
+            if guard is not None:
+                raise MigrationError(f"two '{GUARD_PREFIX}' guards for one statement: {stripped}")
+            guard = stripped[len(GUARD_PREFIX):].strip()
+            if not guard:
+                raise MigrationError(f"an empty '{GUARD_PREFIX}' guard")
+            continue
+        if stripped.startswith("--"):
+            continue
+        end = _STATEMENT_END.search(line)
+        if end:
+            body.append(line[:end.start()])
+            finish()
+        else:
+            body.append(line)
+    finish()
+    if guard is not None:
+        raise MigrationError(f"a '{GUARD_PREFIX}' guard with no statement after it: {guard}")
+    return steps
+
+
+def guard_holds(rows: Any) -> bool:
+    """A guard query's answer: true when its first value is a non-zero number. Values may come
+    as text (chdb's output), hence ``int(str(...))``."""
+    rows = list(rows)
+    return bool(rows) and bool(rows[0]) and int(str(rows[0][0])) != 0
+
+
+def apply_steps(steps: list[Step], query: Callable[[str], Any]) -> list[Step]:
+    """Run ``steps`` in order with ``query(sql) -> rows``; a guarded step runs only while its
+    guard holds. Returns the steps that ran."""
+    ran = []
+    for step in steps:
+        if step.when is not None and not guard_holds(query(step.when)):
+            continue
+        query(step.sql)
+        ran.append(step)
+    return ran
 
 
 def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -137,8 +224,7 @@ def migrate(settings: Any, *, directory: Path = MIGRATIONS_DIR) -> list[str]:
                         migration.name,
                     )
                 continue
-            for statement in migration.statements(db):
-                conn.execute(statement)
+            apply_steps(migration.steps(db), conn.execute)
             conn.execute(
                 f"INSERT INTO {db}.schema_migrations (version, name, checksum, applied_at) VALUES",
                 [(migration.version, migration.name, migration.checksum, datetime.now(UTC))],

@@ -11,6 +11,8 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from types import ModuleType
 
 from processor.config import Settings
@@ -21,6 +23,46 @@ Echo = Callable[[str], None]
 
 #: Start order; ``down`` goes in reverse.
 COMPONENTS: tuple[ModuleType, ...] = (broker, clickhouse, worker)
+
+#: UTC, to the second, in names: ``incentives_archive_20261201T224900Z``, ``worker-20261201T224900Z``.
+STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def archive_stamp(now: datetime) -> str:
+    """``now`` (timezone-aware) as a UTC stamp for archive names."""
+    if now.tzinfo is None:
+        raise ValueError("archive_stamp needs a timezone-aware datetime")
+    return now.astimezone(UTC).strftime(STAMP_FORMAT)
+
+
+def archive_database_name(database: str, stamp: str, taken: Callable[[str], bool] = lambda _n: False) -> str:
+    """``<database>_archive_<stamp>``, with ``_2``, ``_3``, ... when ``taken`` says the name is
+    in use (two resets within one second)."""
+    base = f"{database}_archive_{stamp}"
+    name, n = base, 1
+    while taken(name):
+        n += 1
+        name = f"{base}_{n}"
+    return name
+
+
+def archive_root(settings: Settings) -> Path:
+    """Archived copies of what a reset replaced: ``$INCENTIVES_HOME/archive`` (kept by ``down --wipe``)."""
+    return settings.home / "archive"
+
+
+def worker_archive_dir(settings: Settings, stamp: str) -> Path:
+    """``$INCENTIVES_HOME/archive/worker-<stamp>``, with ``-2``, ``-3``, ... if it exists."""
+    base = archive_root(settings) / f"worker-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 class StackError(RuntimeError):
@@ -68,10 +110,15 @@ def _still_running_note(settings: Settings) -> str:
 
 
 def up(settings: Settings, *, with_worker: bool = True, with_migrations: bool = True,
-       echo: Echo = print) -> dict[str, int]:
+       echo: Echo = print, clock: Callable[[], datetime] = utc_now) -> dict[str, int]:
     """Start broker, ClickHouse, create the topics, run the ClickHouse migrations, start the
     worker; each only if not running yet. Returns the pid of every running component.
-    Raises :class:`StackError` on the first failure (what started stays running)."""
+    Raises :class:`StackError` on the first failure (what started stays running).
+
+    When the broker is started (a new, empty in-memory log), what was derived from the previous
+    log is set aside first, not deleted: the worker state is moved to
+    ``$INCENTIVES_HOME/archive/worker-<UTC stamp>`` and the ClickHouse projection tables to the
+    database ``<database>_archive_<UTC stamp>``; ``clock`` gives the stamp."""
     settings.home.mkdir(parents=True, exist_ok=True)
     wanted_components = [broker, clickhouse] + ([worker] if with_worker else [])
     to_start = [c for c in wanted_components if c.running(settings) is None]
@@ -84,8 +131,9 @@ def up(settings: Settings, *, with_worker: bool = True, with_migrations: bool = 
 
     pids: dict[str, int] = {}
     fresh_log = broker in to_start
+    stamp = archive_stamp(clock()) if fresh_log else ""
     if fresh_log:
-        _forget_worker_state(settings, echo)
+        _archive_worker_state(settings, stamp, echo)
 
     def ensure(component: ModuleType) -> None:
         pid = component.running(settings)
@@ -111,7 +159,7 @@ def up(settings: Settings, *, with_worker: bool = True, with_migrations: bool = 
 
     ensure(clickhouse)
     if fresh_log:
-        _drop_projections(settings, echo)
+        _archive_projections(settings, stamp, echo)
     if with_migrations:
         run_migrations(settings, echo=echo)
 
@@ -121,37 +169,82 @@ def up(settings: Settings, *, with_worker: bool = True, with_migrations: bool = 
     return pids
 
 
-def _forget_worker_state(settings: Settings, echo: Echo) -> None:
+def _archive_worker_state(settings: Settings, stamp: str, echo: Echo) -> None:
     """The broker is about to start, and it keeps its log in memory: the log begins again at
     offset 0. The worker's local state (its tables and their per-partition watermarks) belongs to
     the previous log, and would take the new log's first offsets for ones it has already applied
-    and skip them. A worker still running on it is stopped (`ensure` starts it again) and the state
-    is removed; the worker's log file stays."""
+    and skip them. A worker still running on it is stopped (`ensure` starts it again) and its state
+    directory is moved (same file system: a rename) to ``archive/worker-<stamp>``; the worker's
+    log file stays where it is."""
     if worker.running(settings) is not None:
         echo(f"{'worker':<11} {worker.stop(settings)} (it ran on the previous broker's log)")
     data = worker.directory(settings) / "data"
-    if data.exists():
-        shutil.rmtree(data)
-        echo(f"{'worker':<11} state of the previous log removed ({data})")
+    if not data.exists():
+        return
+    target = worker_archive_dir(settings, stamp)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        data.rename(target)
+    except OSError as e:
+        raise StackError(f"archiving the worker state of the previous log ({data} -> {target}) failed: "
+                         f"{e}\n{_still_running_note(settings)}") from e
+    echo(f"{'worker':<11} state of the previous log archived to {target} (was {data})")
 
 
-def _drop_projections(settings: Settings, echo: Echo) -> None:
-    """The ClickHouse projections of the previous (in-memory) log no longer match any log: drop
-    their database, so the migrations recreate it empty and `replay --verify` compares like with
-    like. Only this stack's database is touched."""
-    from projections.migrate import check_identifier, client  # lazy: heavy imports
+def _quote(name: str) -> str:
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def _archive_projections(settings: Settings, stamp: str, echo: Echo) -> None:
+    """The ClickHouse projections of the previous (in-memory) log no longer match any log, and
+    they may be the only copy of its ledger: move every table of the database into a new database
+    ``<database>_archive_<stamp>`` (``RENAME TABLE`` across databases; ClickHouse 18.16 has no
+    ``RENAME DATABASE``), so the migrations recreate the tables empty and `replay --verify`
+    compares like with like. Views hold no rows and name the live database in their query: they
+    are dropped from the live database and created again in the archive from the migration files
+    (best effort). A database whose tables hold no rows is left as it is (no empty archives).
+    Nothing is deleted; only this stack's database is touched."""
+    from projections.migrate import check_identifier, client, load_migrations  # lazy: heavy imports
 
     db = check_identifier(settings.clickhouse_database)
     conn = client(settings, database="default")
+    archive = ""
     try:
-        if conn.execute("SELECT count() FROM system.databases WHERE name = %(db)s", {"db": db})[0][0]:
-            conn.execute(f"DROP DATABASE {db}")
-            echo(f"{'clickhouse':<11} projections of the previous log dropped (database {db})")
+        objects = conn.execute("SELECT name, engine FROM system.tables WHERE database = %(db)s ORDER BY name",
+                               {"db": db})
+        tables = [name for name, engine in objects if engine != "View"]
+        views = [name for name, engine in objects if engine == "View"]
+        rows = sum(conn.execute(f"SELECT count() FROM {db}.{_quote(name)}")[0][0]
+                   for name in tables if name != "schema_migrations")
+        if rows == 0:  # nothing derived from the previous log (or no database yet): keep as is
+            if tables:
+                echo(f"{'clickhouse':<11} projections of the previous log: database {db} holds no rows, kept")
+            return
+        existing = {name for (name,) in conn.execute("SELECT name FROM system.databases")}
+        archive = check_identifier(archive_database_name(db, stamp, existing.__contains__))
+        conn.execute(f"CREATE DATABASE {archive}")
+        for name in tables:
+            conn.execute(f"RENAME TABLE {db}.{_quote(name)} TO {archive}.{_quote(name)}")
+        for name in views:
+            conn.execute(f"DROP TABLE {db}.{_quote(name)}")
+        failed = []
+        for migration in load_migrations():
+            for statement in migration.statements(archive):
+                if statement.startswith("CREATE VIEW"):
+                    try:
+                        conn.execute(statement)
+                    except Exception as e:  # an older schema: the tables are what matters
+                        failed.append(f"{statement.split()[5]}: {str(e).splitlines()[0]}")
     except Exception as e:  # clickhouse-driver errors have no common useful base
-        raise StackError(f"dropping the projections of the previous log ({db}) failed: {e}\n"
+        where = f" into {archive}" if archive else ""
+        raise StackError(f"archiving the projections of the previous log ({db}{where}) failed: {e}\n"
                          f"{_still_running_note(settings)}") from e
     finally:
         conn.disconnect()
+    echo(f"{'clickhouse':<11} projections of the previous log archived to database {archive} "
+         f"({len(tables)} tables moved from {db}; e.g. SELECT ... FROM {archive}.ledger FINAL)")
+    if failed:
+        echo(f"{'clickhouse':<11} views not recreated in {archive}: {'; '.join(failed)}")
 
 
 def run_migrations(settings: Settings, *, echo: Echo = print) -> None:
@@ -194,15 +287,19 @@ def status(settings: Settings, *, echo: Echo | None = print) -> list[ComponentSt
 def down(settings: Settings, *, wipe: bool = False, timeout: float = 30.0,
          echo: Echo = print) -> dict[str, str]:
     """Stop, by pid, what ``up`` started with these settings: SIGTERM, then SIGKILL after
-    ``timeout`` seconds; pid files are removed. ``wipe`` also deletes the ClickHouse data and
-    the worker state (the in-memory broker loses its topics anyway)."""
+    ``timeout`` seconds; pid files are removed. ``wipe`` also deletes the ClickHouse data (the
+    server's whole directory: archived databases included) and the worker state (the in-memory
+    broker loses its topics anyway); ``$INCENTIVES_HOME/archive`` (archived worker states) stays."""
     results: dict[str, str] = {}
     for c in reversed(COMPONENTS):
         results[c.NAME] = c.stop(settings, timeout=timeout)
         echo(f"{c.NAME:<11} {results[c.NAME]}")
     if wipe:
-        for d in (clickhouse.directory(settings), worker.directory(settings)):
+        for d, what in ((clickhouse.directory(settings), "all ClickHouse data, archived databases included"),
+                        (worker.directory(settings), "worker state and log")):
             if d.exists():
                 shutil.rmtree(d)
-                echo(f"removed {d}")
+                echo(f"removed {d} ({what})")
+        if archive_root(settings).exists():
+            echo(f"kept {archive_root(settings)} (archived worker states; remove it by hand)")
     return results

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from clickhouse_driver import Client
@@ -109,30 +110,75 @@ def test_up_fails_clearly_when_a_port_is_taken(tmp_path, local_stack, make_stack
     assert broker.running(local_stack)
 
 
-def test_a_fresh_broker_resets_what_was_derived_from_the_previous_log(tmp_path, local_stack, make_stack_settings):
+def test_a_fresh_broker_archives_what_was_derived_from_the_previous_log(tmp_path, local_stack, make_stack_settings):
     """Tansu keeps its log in memory: after `down`, `up` starts a log at offset 0 again. The worker
     state (whose watermarks would skip the new log's first offsets) and the ClickHouse projections
-    of the old log are reset, and `up` says so; with the broker still running, nothing is reset."""
+    of the old log are set aside under a dated name, not deleted, and `up` says where: the old
+    ledger stays readable in the archive database, the old state in the archive folder, and the
+    live database is empty and migrated. With the broker still running, nothing is reset."""
+    from projections.migrate import load_migrations
+
     s = make_stack_settings(tmp_path / "home")
+    db = s.clickhouse_database
     try:
         stack.up(s, with_worker=False, echo=lambda _line: None)
-        conn = Client(host="127.0.0.1", port=s.clickhouse_port, database=s.clickhouse_database)
+        conn = Client(host="127.0.0.1", port=s.clickhouse_port, database=db, send_receive_timeout=30)
         conn.execute("INSERT INTO ledger (entry_id, partner_id, seq, account, delta_available) VALUES",
                      [("OLD:1", "OLD", 1, "points", 100)])
         state = s.home / "worker" / "data" / "v1"
         state.mkdir(parents=True)
+        (state / "marker").write_text("old log")
 
         lines: list[str] = []
         stack.up(s, with_worker=False, echo=lines.append)          # broker still running: kept
         assert state.exists() and conn.execute("SELECT count() FROM ledger")[0][0] == 1
         assert not any("previous log" in line for line in lines)
+        assert not (s.home / "archive").exists()
 
         stack.down(s, echo=lambda _line: None)
-        stack.up(s, with_worker=False, echo=lines.append)
-        assert not state.exists()
-        conn = Client(host="127.0.0.1", port=s.clickhouse_port, database=s.clickhouse_database)
-        assert conn.execute("SELECT count() FROM ledger")[0][0] == 0
-        assert any("worker" in line and "previous log removed" in line for line in lines)
-        assert any("clickhouse" in line and "previous log dropped" in line for line in lines)
+        lines.clear()
+        clock = iter([datetime(2026, 12, 1, 22, 49, 0, tzinfo=UTC)])
+        stack.up(s, with_worker=False, echo=lines.append, clock=lambda: next(clock))
+        archive_db = f"{db}_archive_20261201T224900Z"
+        archive_dir = s.home / "archive" / "worker-20261201T224900Z"
+
+        # the old worker state, moved whole
+        assert not (s.home / "worker" / "data").exists()
+        assert (archive_dir / "v1" / "marker").read_text() == "old log"
+        assert any(line.startswith("worker") and "archived" in line and str(archive_dir) in line
+                   for line in lines), lines
+        # the old projections, readable in the archive database (tables and views)
+        conn = Client(host="127.0.0.1", port=s.clickhouse_port, database="default", send_receive_timeout=30)
+        assert any(line.startswith("clickhouse") and "archived" in line and archive_db in line
+                   for line in lines), lines
+        assert conn.execute(f"SELECT entry_id, delta_available FROM {archive_db}.ledger FINAL") == [("OLD:1", 100)]
+        assert conn.execute(f"SELECT partner_id, available FROM {archive_db}.balances") == [("OLD", 100)]
+        assert conn.execute(f"SELECT count() FROM {archive_db}.schema_migrations FINAL")[0][0] == len(
+            load_migrations())
+        # the live database: empty and migrated
+        assert conn.execute(f"SELECT count() FROM {db}.ledger")[0][0] == 0
+        assert conn.execute(f"SELECT count() FROM {db}.balances")[0][0] == 0
+        assert conn.execute(f"SELECT count() FROM {db}.schema_migrations FINAL")[0][0] == len(load_migrations())
+        assert conn.execute(f"SELECT sorting_key FROM system.tables WHERE database = '{db}' AND name = 'events'"
+                            ) == [("partner_id, event_id",)]
+        assert not any("dropped" in line or "removed" in line for line in lines), lines
+
+        # a restart over projections without rows makes no empty archive database
+        stack.down(s, echo=lambda _line: None)
+        lines.clear()
+        clock = iter([datetime(2026, 12, 2, 8, 0, 0, tzinfo=UTC)])
+        stack.up(s, with_worker=False, echo=lines.append, clock=lambda: next(clock))
+        conn = Client(host="127.0.0.1", port=s.clickhouse_port, database="default", send_receive_timeout=30)
+        assert conn.execute(f"SELECT name FROM system.databases WHERE name LIKE '{db}_archive_%'") == [
+            (archive_db,)]
+        assert any("holds no rows, kept" in line for line in lines), lines
+
+        # `down --wipe` removes the ClickHouse data (archived databases with it) and the worker
+        # state, and keeps the archived worker states
+        wiped: list[str] = []
+        stack.down(s, wipe=True, echo=wiped.append)
+        assert not (s.home / "clickhouse").exists() and not (s.home / "worker").exists()
+        assert (archive_dir / "v1" / "marker").exists()
+        assert any(line.startswith("kept") and str(s.home / "archive") in line for line in wiped), wiped
     finally:
         stack.down(s, echo=lambda _line: None)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import REGISTRY
 
-from projections.migrate import client, load_migrations, migrate
+from projections.migrate import apply_steps, client, load_migrations, migrate
 from projections.sink import ClickHouseSink, SinkUnavailable, event_row
 
 pytestmark = pytest.mark.integration
@@ -167,6 +167,68 @@ def test_every_table_takes_sink_rows(sink, ch, settings):
         ("partner-events:0:7", "undecodable", None, "base64:wwH/"),
         ("x-e2", "insufficient_points", datetime(2026, 10, 5, 12, 0, 0, tzinfo=UTC), ""),
     ]
+
+
+def _event(partner: str, event_id: str, offset: int, event_type: str = "SaleRecorded") -> dict:
+    event = {"event_id": event_id, "event_type": event_type, "partner_id": partner,
+             "occurred_at": 1791201600000, "source": "erp", "order_id": "O1"}
+    return event_row(event, f'{{"event_id":"{event_id}"}}', "partner-events", 0, offset)
+
+
+def test_events_dedup_is_per_partner(sink, ch, settings):
+    """The same event_id from two partners is two events; the same (partner, event_id) delivered
+    twice is one."""
+    db = settings.clickhouse_database
+    sink.write("events", [_event("K1", "k-e1", 1), _event("K2", "k-e1", 2)])
+    sink.write("events", [_event("K1", "k-e2", 3)])
+    sink.write("events", [_event("K1", "k-e2", 3)])  # a redelivery
+    read = (f"SELECT partner_id, event_id, kafka_offset FROM {db}.events FINAL "
+            "WHERE partner_id IN ('K1', 'K2') ORDER BY partner_id, event_id")
+    expected = [("K1", "k-e1", 1), ("K1", "k-e2", 3), ("K2", "k-e1", 2)]
+    assert ch.execute(read) == expected
+    ch.execute(f"OPTIMIZE TABLE {db}.events FINAL")
+    assert ch.execute(read) == expected
+    assert ch.execute(f"SELECT count() FROM {db}.events WHERE partner_id IN ('K1', 'K2')") == [(3,)]
+
+
+@pytest.mark.parametrize("stop_after", range(5))
+def test_events_rekeying_keeps_rows_after_a_run_stopped_anywhere(clickhouse_settings, tmp_path, stop_after):
+    """A database at migration 009 (events keyed by event_id alone) with rows; migration 010 stops
+    after ``stop_after`` of its steps (4: all done but not recorded), then ``migrate`` runs it
+    again, and once more. The old table's stored rows are all kept, keyed per partner."""
+    migrations = load_migrations()
+    rekey = migrations[9]
+    assert rekey.name == "010_events_keyed_by_partner"
+    old_dir = tmp_path / "sql"
+    old_dir.mkdir()
+    for m in migrations[:9]:
+        (old_dir / f"{m.name}.sql").write_text(m.sql)
+    db = f"proj_rekey_{uuid.uuid4().hex[:8]}"
+    test_settings = dataclasses.replace(clickhouse_settings, clickhouse_database=db)
+    conn = client(test_settings, database="default")
+    try:
+        migrate(test_settings, directory=old_dir)
+        sorting_key = f"SELECT name, sorting_key FROM system.tables WHERE database = '{db}' AND name LIKE 'events%'"
+        assert conn.execute(sorting_key) == [("events", "event_id")]
+        # one insert, one part: the old key has not collapsed the two partners' e1 yet
+        columns = ", ".join(_event("R1", "e1", 1))
+        conn.execute(f"INSERT INTO {db}.events ({columns}) VALUES",
+                     [tuple(_event(p, e, o).values()) for p, e, o in
+                      [("R1", "e1", 1), ("R2", "e1", 2), ("R1", "e3", 3), ("R1", "e3", 4)]])
+
+        steps = rekey.steps(db)
+        assert len(steps) == 4
+        apply_steps(steps[:stop_after], conn.execute)
+        assert migrate(test_settings) == [rekey.name]
+        assert migrate(test_settings) == []
+        apply_steps(steps, conn.execute)  # as if the finished run had not been recorded
+
+        assert conn.execute(sorting_key) == [("events", "partner_id, event_id")]
+        assert conn.execute(f"SELECT partner_id, event_id, kafka_offset FROM {db}.events FINAL "
+                            "ORDER BY partner_id, event_id") == [("R1", "e1", 1), ("R1", "e3", 4), ("R2", "e1", 2)]
+    finally:
+        conn.execute(f"DROP DATABASE IF EXISTS {db}")
+        conn.disconnect()
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from processor.config import load_settings
-from processor.devstack import clickhouse, proc, worker
+from processor.devstack import clickhouse, proc, stack, worker
 from processor.devstack.ports import PortInUseError, PortWanted, check_ports_free, find_conflicts
 
 
@@ -110,3 +111,23 @@ def test_wait_until_reports_log_tail_when_process_dies(tmp_path):
     with pytest.raises(proc.StartError, match="(?s)exited with code 3.*boom: no app"):
         proc.wait_until(lambda: False, timeout=30, what="thing", proc=p, log_file=log)
     assert os.path.exists(log)
+
+
+def test_archive_names_carry_the_utc_time_to_the_second(tmp_path):
+    now = datetime(2026, 12, 1, 23, 49, 0, 999999, tzinfo=timezone(timedelta(hours=1)))
+    stamp = stack.archive_stamp(now)
+    assert stamp == "20261201T224900Z"
+    assert stack.archive_stamp(datetime(2026, 12, 1, 22, 49, tzinfo=UTC)) == stamp
+    with pytest.raises(ValueError):
+        stack.archive_stamp(datetime(2026, 12, 1, 22, 49))
+    assert stack.archive_database_name("incentives", stamp) == "incentives_archive_20261201T224900Z"
+    taken = {"incentives_archive_20261201T224900Z", "incentives_archive_20261201T224900Z_2"}
+    assert stack.archive_database_name("incentives", stamp, taken.__contains__) == (
+        "incentives_archive_20261201T224900Z_3")
+
+    s = load_settings({"INCENTIVES_HOME": str(tmp_path)})
+    first = stack.worker_archive_dir(s, stamp)
+    assert first == tmp_path / "archive" / "worker-20261201T224900Z"
+    first.mkdir(parents=True)
+    assert stack.worker_archive_dir(s, stamp) == tmp_path / "archive" / "worker-20261201T224900Z-2"
+    assert stack.archive_root(s) == tmp_path / "archive"
