@@ -25,7 +25,6 @@ import gc
 import itertools
 import json
 import os
-import pickle
 import re
 import resource
 import time
@@ -240,7 +239,7 @@ def run_core(n: int = DEFAULT_CORE_EVENTS, *, seed: int = 7, partners: int = DEF
     from processor.domain.engine import Stage1
     from processor.programs import load_program
     from processor.replay import Replayer
-    from processor.stream.folding import Message, PartitionMeta, fold_partition
+    from processor.stream.folding import Message, PartitionState, fold_partition
 
     program = load_program(program_path)
     report = Report("core")
@@ -281,37 +280,35 @@ def run_core(n: int = DEFAULT_CORE_EVENTS, *, seed: int = 7, partners: int = DEF
     facts: dict[str, Any] = {}
 
     def fold_all(pickled: bool) -> tuple[Timer, int, int, int]:
-        """Every partition in batches, like the agent: fold, then write each changed partner once."""
+        """Every partition in batches, like the agent: fold, then (`pickled`) build the batch's
+        state records (partition_state.py) and keep them in a dict standing for the store."""
         stage1 = Stage1(program)              # live: deal ids per partner
         timer = Timer()
         records = batches = writes = 0
         by_topic: dict[str, int] = defaultdict(int)
         state_bytes: list[int] = []
         for p in sorted(per_partition):
-            meta = PartitionMeta(p)
-            live: dict[str, Any] = {}             # the agent's live partner objects
-            raw: dict[str, bytes] = {}            # the table: pickled values
-            load = live.get
+            store: dict[bytes, bytes] = {}
+            part = PartitionState(p, store)
             msgs = per_partition[p]
             for i in range(0, len(msgs), batch):
                 chunk = msgs[i:i + batch]
                 with timer:
-                    result = fold_partition(stage1, meta, load, chunk)
+                    result = fold_partition(stage1, part, chunk)
                     if pickled:
-                        for pid, state in result.dirty.items():
-                            raw[pid] = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-                        pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL)   # the watermark write
-                    live.update(result.dirty)
+                        batch_records = part.batch_records(result.dirty)
+                        store.update(batch_records)
+                        state_bytes += [len(k) + len(v) for k, v in batch_records]
+                    part.committed(result.dirty)
                 records += len(result.records)
                 writes += len(result.dirty)
                 batches += 1
                 for r in result.records:
                     by_topic[r.topic] += 1
-            state_bytes += [len(v) for v in raw.values()]
         facts.update(outputs_per_event={t: round(c / max(1, n), 3) for t, c in sorted(by_topic.items())})
         if state_bytes:
-            facts.update(pickled_partner_state_bytes=f"mean {sum(state_bytes) // len(state_bytes):,}, "
-                                                     f"max {max(state_bytes):,}")
+            facts.update(state_record_bytes=f"{len(state_bytes):,} records, mean "
+                                            f"{sum(state_bytes) // len(state_bytes):,}, max {max(state_bytes):,}")
         return timer, records, batches, writes
 
     echo(f"core: (c) fold_partition, {partitions} partitions, batches of {batch:,} ...")

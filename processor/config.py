@@ -21,6 +21,7 @@ INCENTIVES_PARTITIONS            partitions of every topic                4
 INCENTIVES_PROGRAM               program rules (YAML)                     deploy/programs/default.yaml
 INCENTIVES_APP_ID                Faust app id (group, changelog prefix)   incentives
 INCENTIVES_BATCH_WAIT_MS         how long a stage waits to fill a batch   1000
+INCENTIVES_MAX_MESSAGE_BYTES     largest record the worker produces       1000000
 ===============================  =======================================  ============================
 
 A relative `INCENTIVES_HOME` is taken from the current directory, a relative `INCENTIVES_PROGRAM`
@@ -57,6 +58,7 @@ DEFAULT_PARTITIONS = 4
 DEFAULT_PROGRAM = "deploy/programs/default.yaml"
 DEFAULT_APP_ID = "incentives"
 DEFAULT_BATCH_WAIT_MS = 1000
+DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
 
 
 class ConfigError(ValueError):
@@ -86,6 +88,10 @@ class Settings:
     #: amortise the per-batch costs (state pickles, changelog, producer round trips) at the price
     #: of that much latency when the stream is quiet
     batch_wait_ms: int
+    #: the producer's maximum request size (a record over it is refused; brokers have a similar
+    #: limit). Every state record is far below it by design; one over it stops the worker with an
+    #: error naming the record, before anything that depends on it is committed
+    max_message_bytes: int
 
     # ----------------------------------------------------------------- derived values
     @property
@@ -182,4 +188,5 @@ def load_settings(env: Mapping[str, str] | None = None, *, cwd: Path | None = No
         program=program.resolve(),
         app_id=_str(env, "APP_ID", DEFAULT_APP_ID),
         batch_wait_ms=_int(env, "BATCH_WAIT_MS", DEFAULT_BATCH_WAIT_MS),
+        max_message_bytes=_int(env, "MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES),
     )

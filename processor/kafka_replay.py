@@ -100,9 +100,30 @@ def clickhouse_view(settings: Any) -> tuple[dict[str, dict[str, Any]], list[str]
     return view, problems
 
 
-def worker_view(web_url: str) -> dict[str, dict[str, Any]]:
-    with urllib.request.urlopen(f"{web_url}/partners", timeout=30) as resp:
-        return json.loads(resp.read())
+def worker_view(web_urls: list[str], partitions: int) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The partner state of every worker of the group, merged: each worker's `/partners` says which
+    partitions it holds. Returns the partners and the problems: a partition that no worker (or two)
+    reports, a worker that cannot be read."""
+    partners: dict[str, dict[str, Any]] = {}
+    held: dict[int, str] = {}
+    problems: list[str] = []
+    for url in web_urls:
+        try:
+            with urllib.request.urlopen(f"{url}/partners", timeout=60) as resp:
+                view = json.loads(resp.read())
+        except OSError as exc:
+            problems.append(f"worker: cannot read its state at {url}/partners: {exc}")
+            continue
+        for partition in view["partitions"]:
+            if partition in held:
+                problems.append(f"worker: partition {partition} reported by both {held[partition]} and {url}")
+            held[partition] = url
+        partners.update(view["partners"])
+    missing = sorted(set(range(partitions)) - set(held))
+    if missing:
+        problems.append(f"worker: partitions {missing} of {topics.PARTNER_EVENTS} are held by none of the workers "
+                        f"queried ({', '.join(web_urls)}); pass every worker with --worker-url")
+    return partners, problems
 
 
 def compare(replayed: dict[str, Any], live: dict[str, dict[str, Any]], where: str,

@@ -21,6 +21,15 @@ synchronous); async callers run it in an executor.
 The ``*_row`` functions are pure: a record of docs/records.md in, a dict of typed column values out
 (ISO or epoch-millisecond times become timezone-aware UTC datetimes). They accept their own output,
 so ``write`` applies them to whatever it is given.
+
+Why one bad record cannot stall a table. ``map_record`` maps a record and then checks that
+ClickHouse will take every value (``check_row``): integers inside their column's range, strings
+that encode as UTF-8 (JSON can carry lone surrogates). Otherwise the driver would refuse the whole
+INSERT with an error that is not worth retrying, and the batch would be retried forever. A record
+that fails is the caller's to divert (the Kafka sink writes it to ``rejections``). ``DateTime``
+columns hold 1970-01-01 .. 2106-02-07 only, while events may say any year 0001-9999: those times
+are clamped into the column's range (like the flooring to the second, a limit of the column; the
+record itself keeps the exact time), so a far-dated sale still has its ledger rows.
 """
 
 from __future__ import annotations
@@ -78,6 +87,30 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "rejections": ("event_id", "reason", "partner_id", "event_type", "occurred_at", "source", "raw"),
 }
 
+# ClickHouse type of each column, as in projections/sql/ (checked by tests/unit/test_sink_rows.py):
+# what ``check_row`` enforces. Columns not listed are String.
+COLUMN_TYPES: dict[str, dict[str, str]] = {
+    "events": {"occurred_at": "DateTime", "kafka_partition": "UInt32", "kafka_offset": "UInt64"},
+    "ledger": {"seq": "UInt64", "delta_available": "Int64", "delta_held": "Int64", "balance_available": "Int64",
+               "balance_held": "Int64", "occurred_at": "DateTime"},
+    "tier_changes": {"occurred_at": "DateTime"},
+    "alerts": {"hold_order_id": "Nullable(String)", "version": "UInt64", "occurred_at": "DateTime",
+               "held_points": "Int64"},
+    "redemptions": {"points": "Int64", "occurred_at": "DateTime"},
+    "rejections": {"occurred_at": "Nullable(DateTime)"},
+}
+
+_COLUMN_CHECKS: dict[str, tuple[tuple[str, str], ...]] = {
+    table: tuple((name, COLUMN_TYPES[table].get(name, "String")) for name in columns)
+    for table, columns in TABLE_COLUMNS.items()
+}
+
+_INT_RANGES = {"UInt32": (0, 2**32 - 1), "UInt64": (0, 2**64 - 1), "Int64": (-(2**63), 2**63 - 1)}
+
+# ClickHouse ``DateTime`` is UInt32 seconds since the epoch.
+DATETIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+DATETIME_MAX = datetime(2106, 2, 7, 6, 28, 15, tzinfo=UTC)
+
 # ClickHouse error codes worth retrying: the server is up but overloaded or slow.
 _TRANSIENT_SERVER_CODES = frozenset({
     159,  # TIMEOUT_EXCEEDED
@@ -115,6 +148,11 @@ def to_datetime(value: Any) -> datetime:
     else:
         raise TypeError(f"not a time: {value!r}")
     return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def column_datetime(value: Any) -> datetime:
+    """``to_datetime``, clamped into the range of a ClickHouse ``DateTime`` column."""
+    return min(max(to_datetime(value), DATETIME_MIN), DATETIME_MAX)
 
 
 def iso_seconds(value: Any) -> str:
@@ -173,7 +211,7 @@ def event_row(
         "event_id": _text(_pick(event, "event_id")),
         "event_type": _text(_pick(event, "event_type")),
         "partner_id": _text(_pick(event, "partner_id")),
-        "occurred_at": to_datetime(_pick(event, "occurred_at")),
+        "occurred_at": column_datetime(_pick(event, "occurred_at")),
         "source": _text(event.get("source")) or "unknown",
         "payload": raw_text(json_line),
         "kafka_topic": _text(topic),
@@ -197,7 +235,7 @@ def ledger_row(entry: Mapping[str, Any]) -> Row:
         if name in ("seq", "delta_available", "delta_held", "balance_available", "balance_held"):
             row[name] = _int(value)
         elif name == "occurred_at":
-            row[name] = to_datetime(value)
+            row[name] = column_datetime(value)
         else:
             row[name] = _text(value)
     return row
@@ -205,7 +243,7 @@ def ledger_row(entry: Mapping[str, Any]) -> Row:
 
 def tier_change_row(change: Mapping[str, Any]) -> Row:
     row: Row = {name: _text(_pick(change, name)) for name in TABLE_COLUMNS["tier_changes"]}
-    row["occurred_at"] = to_datetime(_pick(change, "occurred_at"))
+    row["occurred_at"] = column_datetime(_pick(change, "occurred_at"))
     return row
 
 
@@ -221,7 +259,7 @@ def alert_row(alert: Mapping[str, Any]) -> Row:
         "evidence": _text(alert.get("evidence")),
         "status": _text(_pick(alert, "status")),
         "version": _int(_pick(alert, "version")),
-        "occurred_at": to_datetime(_pick(alert, "occurred_at")),
+        "occurred_at": column_datetime(_pick(alert, "occurred_at")),
         "resolved_by": _text(alert.get("resolved_by")),
         "held_points": _int(alert.get("held_points") or 0),
     }
@@ -230,7 +268,7 @@ def alert_row(alert: Mapping[str, Any]) -> Row:
 def redemption_row(decision: Mapping[str, Any]) -> Row:
     row: Row = {name: _text(_pick(decision, name)) for name in TABLE_COLUMNS["redemptions"]}
     row["points"] = _int(_pick(decision, "points"))
-    row["occurred_at"] = to_datetime(_pick(decision, "occurred_at"))
+    row["occurred_at"] = column_datetime(_pick(decision, "occurred_at"))
     return row
 
 
@@ -252,7 +290,7 @@ def rejection_row(
         "reason": _text(_pick(rejection, "reason")),
         "partner_id": _text(rejection.get("partner_id")),
         "event_type": _text(rejection.get("event_type")),
-        "occurred_at": None if occurred_at in (None, "") else to_datetime(occurred_at),
+        "occurred_at": None if occurred_at in (None, "") else column_datetime(occurred_at),
         "source": source,
         "raw": raw_text(rejection.get("raw") if raw is None else raw),
     }
@@ -268,14 +306,66 @@ ROW_MAPPERS: dict[str, Callable[[Mapping[str, Any]], Row]] = {
 }
 
 
-def row_tuples(table: str, records: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-    """The INSERT parameters for ``records``: one tuple per record, in the table's column order."""
+def check_row(table: str, row: Mapping[str, Any]) -> None:
+    """ValueError unless ClickHouse takes every value of ``row`` (a ``*_row`` result) as it is.
+
+    The mappers already give each column its Python type; this adds what the driver or the server
+    would refuse for the whole INSERT: integers outside the column's range, datetimes outside
+    ``DateTime`` (the mappers clamp, so only hand-made rows), and strings that do not encode as
+    UTF-8 (lone surrogates)."""
+    for name, kind in _COLUMN_CHECKS[table]:
+        value = row[name]
+        if kind == "String" and type(value) is str and value.isascii():
+            continue                                   # the common case, first
+        _check_value(table, name, kind, value)
+
+
+def _check_value(table: str, name: str, kind: str, value: Any) -> None:
+    if value is None:
+        if not kind.startswith("Nullable("):
+            raise ValueError(f"{table}.{name} is not nullable")
+    elif kind in _INT_RANGES:
+        low, high = _INT_RANGES[kind]
+        if type(value) is not int or not low <= value <= high:
+            raise ValueError(f"{table}.{name} = {value!r} does not fit {kind}")
+    elif kind.endswith("DateTime)") or kind == "DateTime":
+        if not isinstance(value, datetime) or value.tzinfo is None or not DATETIME_MIN <= value <= DATETIME_MAX:
+            raise ValueError(f"{table}.{name} = {value!r} does not fit DateTime")
+    elif not isinstance(value, str):
+        raise ValueError(f"{table}.{name} = {value!r} is not a string")
+    else:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"{table}.{name} does not encode as UTF-8: {exc}") from None
+
+
+def map_record(table: str, record: Mapping[str, Any]) -> Row:
+    """The row of ``record`` for ``table``, checked by ``check_row``; ValueError/TypeError (or any
+    error of the mapping) when the record cannot be a row."""
     if table not in TABLE_COLUMNS:
         raise ValueError(f"unknown projection table {table!r}; known: {sorted(TABLE_COLUMNS)}")
-    mapper, columns = ROW_MAPPERS[table], TABLE_COLUMNS[table]
+    if not isinstance(record, Mapping):
+        raise TypeError(f"a {table} record is a JSON object, not {type(record).__name__}")
+    row = ROW_MAPPERS[table](record)
+    check_row(table, row)
+    return row
+
+
+def row_tuples(
+    table: str, records: Sequence[Mapping[str, Any]], *, mapped: bool = False
+) -> list[tuple[Any, ...]]:
+    """The INSERT parameters for ``records``: one tuple per record, in the table's column order.
+
+    ``mapped=True``: the records are rows ``map_record`` returned already (not mapped again)."""
+    if table not in TABLE_COLUMNS:
+        raise ValueError(f"unknown projection table {table!r}; known: {sorted(TABLE_COLUMNS)}")
+    columns = TABLE_COLUMNS[table]
+    if mapped:
+        return [tuple(row[name] for name in columns) for row in records]
     out = []
     for record in records:
-        row = mapper(record)
+        row = map_record(table, record)
         out.append(tuple(row[name] for name in columns))
     return out
 
@@ -326,13 +416,14 @@ class ClickHouseSink:
         self._client: Client | None = None
         self._lock = threading.Lock()
 
-    def write(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    def write(self, table: str, rows: Sequence[Mapping[str, Any]], *, mapped: bool = False) -> None:
         """Insert ``rows`` (records of docs/records.md, or rows from the ``*_row`` functions) into
         ``table`` in one INSERT. Returns once ClickHouse has them; raises ``SinkUnavailable`` when
-        the server stayed unreachable for ``max_wait`` seconds, ``ValueError`` for a bad record."""
+        the server stayed unreachable for ``max_wait`` seconds, ``ValueError`` for a bad record.
+        ``mapped=True``: every row comes from ``map_record`` (skips mapping them again)."""
         if not rows:
             return
-        params = row_tuples(table, rows)
+        params = row_tuples(table, rows, mapped=mapped)
         sql = insert_sql(self.database, table)
         with self._lock:
             self._insert_with_retry(table, sql, params)

@@ -20,10 +20,13 @@ from processor.programs import load_program
 @click.option("--verify", is_flag=True,
               help="(kafka) Compare every partner with ClickHouse's ledger and the worker's state; "
                    "exit 1 on any difference.")
+@click.option("--worker-url", "worker_urls", multiple=True, metavar="URL",
+              help="(--verify) A worker's web address; repeat for every worker of the group "
+                   "(default: the local worker, http://127.0.0.1:$INCENTIVES_WEB_PORT).")
 @click.option("--ledger", "include_ledger", is_flag=True, help="Include every ledger entry in the output.")
 @click.option("--program", "program_path", default=None, help="Program file (default: $INCENTIVES_PROGRAM).")
-def replay(source: str, as_json: bool, until: str | None, verify: bool, include_ledger: bool,
-           program_path: str | None) -> None:
+def replay(source: str, as_json: bool, until: str | None, verify: bool, worker_urls: tuple[str, ...],
+           include_ledger: bool, program_path: str | None) -> None:
     """Fold the event log through the same domain core as the live agents; print the balances.
 
     With a file, no services are needed: both stages run in file order. With --source kafka,
@@ -35,6 +38,7 @@ def replay(source: str, as_json: bool, until: str | None, verify: bool, include_
       incentives replay --source events.jsonl --json
       incentives replay --source events.jsonl --json --until 2026-10-31T23:59:59Z
       incentives replay --source kafka --verify
+      incentives replay --source kafka --verify --worker-url http://10.0.0.5:6066 --worker-url http://10.0.0.6:6066
     """
     settings = load_settings()
     program = load_program(program_path or str(settings.program))
@@ -67,7 +71,7 @@ def replay(source: str, as_json: bool, until: str | None, verify: bool, include_
     if not verify:
         _print(doc, as_json)
         return
-    problems = _verify(settings, doc)
+    problems = _verify(settings, doc, list(worker_urls) or [settings.web_url], partitions=len(log) or 0)
     report = {"verified": not problems, "differences": problems,
               "partners": len(doc["partners"]), "events_applied": doc["events_applied"]}
     if as_json:
@@ -80,7 +84,7 @@ def replay(source: str, as_json: bool, until: str | None, verify: bool, include_
     sys.exit(1 if problems else 0)
 
 
-def _verify(settings, doc) -> list[str]:  # type: ignore[no-untyped-def]
+def _verify(settings, doc, worker_urls: list[str], partitions: int) -> list[str]:  # type: ignore[no-untyped-def]
     from processor import kafka_replay
     problems: list[str] = []
     try:
@@ -90,12 +94,11 @@ def _verify(settings, doc) -> list[str]:  # type: ignore[no-untyped-def]
                                          ("points", "rebate_cents", "ledger_entries", "ledger_head"))
     except Exception as exc:  # noqa: BLE001 - report, don't hide
         problems.append(f"clickhouse: cannot read the ledger: {exc}")
-    try:
-        live = kafka_replay.worker_view(settings.web_url)
+    live, worker_problems = kafka_replay.worker_view(worker_urls, max(partitions, settings.partitions))
+    problems += worker_problems
+    if not worker_problems:
         problems += kafka_replay.compare(doc["partners"], live, "worker",
                                          ("tier", "points", "rebate_cents", "ledger_entries", "ledger_head"))
-    except OSError as exc:
-        problems.append(f"worker: cannot read its state at {settings.web_url}/partners: {exc}")
     return list(problems)
 
 

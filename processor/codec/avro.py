@@ -34,13 +34,18 @@ def encode(event: Mapping[str, Any], registry: SchemaRegistry | None = None) -> 
     return out.getvalue()
 
 
-def decode(data: bytes | bytearray | memoryview, registry: SchemaRegistry | None = None) -> dict[str, Any]:
+def decode(data: bytes | bytearray | memoryview | None, registry: SchemaRegistry | None = None) -> dict[str, Any]:
     """The event in `data`, in the current schema of its record, or InvalidEvent.
 
     `occurred_at` is int epoch millis, enums are str, optional fields None, `event_type` the
-    record name. Anything that is not a whole, known single-object message is `undecodable`.
+    record name. Anything that is not a whole, known single-object message is `undecodable`,
+    including a record with no value at all (a tombstone: the broker delivers `None`).
     """
     reg = registry or default_registry
+    if data is None:
+        raise InvalidEvent(UNDECODABLE, "record has no value (null, a tombstone)")
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise InvalidEvent(UNDECODABLE, f"record value is a {type(data).__name__}, not bytes")
     if len(data) < _HEADER_SIZE or data[:2] != MAGIC:
         raise InvalidEvent(UNDECODABLE, _describe_bad_header(data))
     fp = bytes(data[2:_HEADER_SIZE])
@@ -67,7 +72,7 @@ def decode(data: bytes | bytearray | memoryview, registry: SchemaRegistry | None
 
 
 def decode_batch(
-    messages: Iterable[bytes | bytearray | memoryview], registry: SchemaRegistry | None = None
+    messages: Iterable[bytes | bytearray | memoryview | None], registry: SchemaRegistry | None = None
 ) -> list[dict[str, Any] | InvalidEvent]:
     """Decode many messages; a refused one is returned as its InvalidEvent, in place, so a batch
     never stops at a bad message and the caller can pair each result with its offset."""

@@ -45,8 +45,9 @@ def apply(program: Program, state: dict[str, Any] | None, record: dict[str, Any]
     if kind == "deal_registered":
         return _deal_registered(program, state, record)
     if kind == "deal_closed":
-        state["deals"] = [dict(d, open=False) if d["deal_id"] == record["deal_id"] else d
-                          for d in state.get("deals", [])]
+        # a closed deal can never conflict again: it leaves the state (which stays bounded by the
+        # customer's open deals, however long its history)
+        state["deals"] = [d for d in state.get("deals", []) if d["deal_id"] != record["deal_id"]]
         return state, []
     raise ValueError(f"unknown stage-2 record kind {kind!r}")
 
@@ -72,6 +73,8 @@ def _order_claim(program: Program, state: dict[str, Any], record: dict[str, Any]
 
 def _deal_registered(program: Program, state: dict[str, Any], record: dict[str, Any]):
     deals = list(state.get("deals", []))
+    if any(d["deal_id"] == record["deal_id"] and d["partner_id"] == record["partner_id"] for d in deals):
+        return state, []           # the same registration again (a redelivery): already handled
     since = record["occurred_at"] - program.deal_conflict_window_days * MS_DAY
     rivals = [d for d in deals if d["open"] and d["partner_id"] != record["partner_id"]
               and d["registered_ms"] >= since]

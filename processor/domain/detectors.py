@@ -13,11 +13,17 @@ from .state import PartnerState, SaleMark
 from .timeutil import MS_DAY, MS_HOUR, MS_MINUTE, days_in_month, month_start_ms, month_to_period
 
 
-def _between(sales: list[SaleMark], low_ms: int, high_ms: int) -> list[SaleMark]:
-    """The sales with low_ms < occurred_ms <= high_ms (`sales` is kept sorted by time)."""
-    lo = bisect.bisect_right(sales, low_ms, key=_time)
-    hi = bisect.bisect_right(sales, high_ms, key=_time)
-    return sales[lo:hi]
+def _between(st: PartnerState, low_ms: int, high_ms: int) -> list[SaleMark]:
+    """The partner's sales with low_ms < occurred_ms <= high_ms, in time order (ties in the order
+    they were processed). Sales are kept per UTC hour, each hour sorted by time."""
+    found: list[SaleMark] = []
+    for hour in range(low_ms // MS_HOUR, high_ms // MS_HOUR + 1):
+        sales = st.sales.get(hour)
+        if sales:
+            lo = bisect.bisect_right(sales, low_ms, key=_time)
+            hi = bisect.bisect_right(sales, high_ms, key=_time)
+            found += sales[lo:hi]
+    return found
 
 
 def _time(sale: SaleMark) -> int:
@@ -25,13 +31,18 @@ def _time(sale: SaleMark) -> int:
 
 
 def remember_sale(st: PartnerState, sale: SaleMark) -> None:
-    bisect.insort_right(st.recent_sales, sale, key=_time)
+    hour = sale.occurred_ms // MS_HOUR
+    sales = st.sales.get(hour)
+    if sales is None:
+        st.sales[hour] = [sale]
+    else:
+        bisect.insort_right(sales, sale, key=_time)
 
 
 def near_duplicate(step: Step, st: PartnerState, sale: SaleMark) -> None:
     """Compare with every earlier-processed sale within the window (called before remembering it)."""
     window = step.program.near_duplicate_ms
-    for earlier in _between(st.recent_sales, sale.occurred_ms - window - 1, sale.occurred_ms + window):
+    for earlier in _between(st, sale.occurred_ms - window - 1, sale.occurred_ms + window):
         if (earlier.customer_id == sale.customer_id and earlier.sku == sale.sku
                 and earlier.amount_cents == sale.amount_cents and earlier.order_id != sale.order_id):
             alert = step.raise_alert(st, "near_duplicate_order", step.event_id,
@@ -50,12 +61,12 @@ def velocity(step: Step, st: PartnerState, sale: SaleMark) -> None:
     if hour in st.velocity_hours or t - st.enrolled_ms < v["min_enrolled_days"] * MS_DAY:
         return
     window_start = t - v["window_minutes"] * MS_MINUTE
-    in_window = _between(st.recent_sales, window_start, t)
+    in_window = _between(st, window_start, t)
     points = sum(s.sale_points for s in in_window)
     if len(in_window) < v["min_sales"] or points <= v["min_points"]:
         return
     baseline_start = window_start - v["baseline_days"] * MS_DAY
-    baseline = sum(s.sale_points for s in _between(st.recent_sales, baseline_start, window_start))
+    baseline = sum(s.sale_points for s in _between(st, baseline_start, window_start))
     hours = v["baseline_days"] * 24
     # points > factor x (baseline / hours), in integers
     if points * hours > v["baseline_factor"] * baseline:
@@ -65,16 +76,6 @@ def velocity(step: Step, st: PartnerState, sale: SaleMark) -> None:
                                  f"baseline {baseline} points in the {v['baseline_days']} days before")
         if alert:
             step.publish_alert(st, alert)
-
-
-def prune_recent_sales(step: Step, st: PartnerState) -> None:
-    """Keep the sales the detectors can still look at (the velocity baseline is the longest window).
-    Pruning is relative to the newest sale seen, so it depends only on the log: deterministic."""
-    v = step.program.velocity
-    horizon = v["baseline_days"] * MS_DAY + v["window_minutes"] * MS_MINUTE + MS_DAY
-    sales = st.recent_sales
-    if sales and sales[0].occurred_ms < sales[-1].occurred_ms - horizon - MS_DAY:
-        del sales[:bisect.bisect_left(sales, sales[-1].occurred_ms - horizon, key=_time)]
 
 
 def channel_stuffing(step: Step, st: PartnerState, month: int) -> bool:

@@ -79,7 +79,6 @@ def on_sale(step: Step, st: PartnerState) -> str | None:
     detectors.near_duplicate(step, st, mark)
     detectors.remember_sale(st, mark)
     detectors.velocity(step, st, mark)
-    detectors.prune_recent_sales(step, st)
     tiers.check_upgrade(step, st, month)
 
     claim = {"kind": "order_claim", "order_id": order_id, "customer_id": ev["customer_id"],
@@ -126,9 +125,7 @@ def on_training(step: Step, st: PartnerState) -> str | None:
         step.post(st, "points", "earn", points, 0, "behaviour.training",
                   f"training {course}{' with certification' if certified else ''} = {points} points")
     if certified:
-        st.certifications.setdefault(course, [])
-        if month not in st.certifications[course]:
-            st.certifications[course].append(month)
+        st.month(month).certified.add(course)
         tiers.check_upgrade(step, st, month)
     return None
 

@@ -91,9 +91,9 @@ def on_anomaly_detected(step: Step, st: PartnerState) -> str | None:
     if alert is None:
         return None            # already raised: a no-op
     if alert.alert_type == "deal_conflict":
-        for deal in st.deals.values():
-            if deal.event_id == alert.trigger_event_id:
-                deal.conflicted = True
+        deal = st.deals.get(st.deal_of_event.get(alert.trigger_event_id) or "")
+        if deal is not None:
+            deal.conflicted = True
     if alert.severity == "high" and alert.hold_order_id:
         hold_order(step, st, alert, alert.hold_order_id)
     step.publish_alert(st, alert)

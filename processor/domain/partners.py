@@ -37,6 +37,7 @@ def on_deal_registered(step: Step, st: PartnerState, deal_taken: bool) -> str | 
     if deal_taken or ev["deal_id"] in st.deals:
         return "duplicate_deal"
     st.deals[ev["deal_id"]] = Deal(ev["deal_id"], ev["customer_id"], step.event_id, step.occurred_ms)
+    st.deal_of_event[step.event_id] = ev["deal_id"]
     step.forward(f"customer:{ev['customer_id']}", {
         "kind": "deal_registered", "deal_id": ev["deal_id"], "customer_id": ev["customer_id"],
         "partner_id": st.partner_id, "event_id": step.event_id, "occurred_at": step.occurred_ms})

@@ -35,8 +35,10 @@ def _rebate(step: Step, st: PartnerState, month: int, period: str) -> None:
 
 def _expiry(step: Step, st: PartnerState, month: int) -> None:
     first = month - step.program.expiry_inactive_months + 1
-    if any(stats.active for m, stats in st.months.items() if first <= m <= month):
-        return
+    for m in range(first, month + 1):
+        stats = st.months.get(m)
+        if stats is not None and stats.active:
+            return
     available = st.available("points")
     if available > 0:
         step.post(st, "points", "expire", -available, 0, "expiry",

@@ -4,11 +4,16 @@ A partner's state depends only on that partner's events (and the stage-2 finding
 log), so partners can be folded in any interleaving, on any worker. The state remembers every
 `event_id` it has seen, which makes applying an event twice a no-op: the guard that keeps state and
 Kafka offsets consistent however often the framework redelivers.
+
+The state is two parts: a small core (standing, balances, tier, ledger head) and the history, the
+`Entries` collections of `HISTORY_FIELDS`, which grow with every event and are only looked up by key
+(see `history.py`), so that the live worker can store each entry as its own record.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .history import Entries
 from .ledger import ZERO_HASH
 
 
@@ -72,6 +77,7 @@ class MonthStats:
     last_days_gross_cents: int = 0
     cap_alerted: bool = False
     active: bool = False       # a sale, training or marketing event happened in this month
+    certified: set[str] = field(default_factory=set)   # courses certified in this month
 
 
 @dataclass
@@ -85,6 +91,12 @@ class SaleMark:
     sale_points: int           # SPEC 4 formula, before deal bonus and cap
 
 
+#: The collections of `PartnerState` that grow with history; each entry is stored on its own live.
+HISTORY_FIELDS = ("seen", "orders", "months", "courses", "activities", "deals", "deal_of_event",
+                  "redemptions", "adjustments", "alerts", "closed_periods", "rebates", "sales",
+                  "velocity_hours")
+
+
 @dataclass
 class PartnerState:
     partner_id: str
@@ -94,27 +106,28 @@ class PartnerState:
     name: str = ""
     segment: str = ""
     region: str = ""
-    seen: set[str] = field(default_factory=set)
     seq: int = 0
     head: str = ZERO_HASH
     balances: dict[str, list[int]] = field(default_factory=lambda: {"points": [0, 0], "rebate": [0, 0]})
     tier: str = "registered"
     missed_reviews: int = 0
-    orders: dict[str, Order] = field(default_factory=dict)
-    months: dict[int, MonthStats] = field(default_factory=dict)
-    certifications: dict[str, list[int]] = field(default_factory=dict)   # course -> months certified
-    courses: set[str] = field(default_factory=set)
-    activities: set[str] = field(default_factory=set)
-    deals: dict[str, Deal] = field(default_factory=dict)
-    redemptions: dict[str, str] = field(default_factory=dict)            # id -> decision
-    adjustments: set[str] = field(default_factory=set)
-    alerts: dict[str, Alert] = field(default_factory=dict)
-    closed_periods: set[str] = field(default_factory=set)
-    rebates: dict[str, RebateRecord] = field(default_factory=dict)
-    spiff_units: dict[str, int] = field(default_factory=dict)
+    spiff_units: dict[str, int] = field(default_factory=dict)           # bounded by the program's SPIFFs
     spiff_bonus_paid: set[str] = field(default_factory=set)
-    recent_sales: list[SaleMark] = field(default_factory=list)
-    velocity_hours: set[int] = field(default_factory=set)
+    # --- history (HISTORY_FIELDS): looked up by key only, never iterated
+    seen: Entries[str, bool] = field(default_factory=Entries)           # event ids, applied or refused
+    orders: Entries[str, Order] = field(default_factory=Entries)
+    months: Entries[int, MonthStats] = field(default_factory=Entries)   # month number -> stats
+    courses: Entries[str, bool] = field(default_factory=Entries)
+    activities: Entries[str, bool] = field(default_factory=Entries)
+    deals: Entries[str, Deal] = field(default_factory=Entries)
+    deal_of_event: Entries[str, str] = field(default_factory=Entries)   # registering event id -> deal id
+    redemptions: Entries[str, str] = field(default_factory=Entries)     # id -> decision
+    adjustments: Entries[str, bool] = field(default_factory=Entries)
+    alerts: Entries[str, Alert] = field(default_factory=Entries)
+    closed_periods: Entries[str, bool] = field(default_factory=Entries)
+    rebates: Entries[str, RebateRecord] = field(default_factory=Entries)
+    sales: Entries[int, list[SaleMark]] = field(default_factory=Entries)   # UTC hour -> sales, by time
+    velocity_hours: Entries[int, bool] = field(default_factory=Entries)
 
     def month(self, month: int) -> MonthStats:
         stats = self.months.get(month)

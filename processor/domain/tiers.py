@@ -14,8 +14,13 @@ def tier_met(step: Step, st: PartnerState, last_month: int) -> str:
     """The highest tier whose requirements hold over the window ending with `last_month`."""
     program = step.program
     first = last_month - program.trailing_months + 1
-    net = sum(m.net_cents for k, m in st.months.items() if first <= k <= last_month)
-    certs = sum(1 for months in st.certifications.values() if any(first <= k <= last_month for k in months))
+    net, certified = 0, set()
+    for k in range(first, last_month + 1):
+        stats = st.months.get(k)
+        if stats is not None:
+            net += stats.net_cents
+            certified |= stats.certified
+    certs = len(certified)          # distinct certified courses in the window
     best = program.tier_order[0]
     for tier in program.tier_order:
         req = program.tier_requirements[tier]

@@ -6,6 +6,7 @@ worker can be read in one place.
 """
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 
@@ -18,7 +19,6 @@ from processor.codec.faust_codec import register_faust_codec
 from processor.config import load_settings
 from processor.programs import load_program
 from processor.stream import faust_patches
-from processor.stream.pickled_table import PickledTable
 
 settings = load_settings()
 program = load_program(str(settings.program))
@@ -45,12 +45,14 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     processing_guarantee="at_least_once",
     producer_acks=-1,
+    producer_max_request_size=settings.max_message_bytes,
     logging_config=None,
     # Tansu's end offsets are short by the rest of the last record batch (STACK.md), so a correct
     # local RocksDB offset can look "ahead" of the changelog and Faust would refuse to start. Our
     # state checks itself instead (PartitionMeta watermark, event-id dedup).
     recovery_consistency_check=False,
 )
+log = logging.getLogger(__name__)
 for noisy in ("faust", "aiokafka", "kafka", "mode"):      # aiokafka builds DEBUG records per send otherwise
     logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -75,14 +77,12 @@ register_faust_codec()
 partner_events = raw_topic(topics.PARTNER_EVENTS)
 repartition = raw_topic(topics.REPARTITION)
 
-# Table values are the domain's own dataclasses, pickled by `PickledTable` (state is rebuildable
-# from the log, so its encoding is an internal detail; only this worker writes the changelogs).
-# Partner state and one PartitionMeta per partition, co-partitioned with partner-events:
-partner_table = PickledTable(app.Table("partner-state", partitions=settings.partitions, key_type=str,
-                                       value_type=bytes))
-# Stage-2 state per order / customer key, co-partitioned with the repartition topic:
-crosspartner_table = PickledTable(app.Table("crosspartner-state", partitions=settings.partitions,
-                                            key_type=str, value_type=bytes))
+# The stages' state, co-partitioned with their input topics: Faust creates the changelogs and
+# recovers RocksDB from them; the stages read and write the records themselves (state_store.py,
+# partition_state.py), so the values are raw bytes.
+partner_table = app.Table("partner-state", partitions=settings.partitions, key_type=bytes, value_type=bytes)
+crosspartner_table = app.Table("crosspartner-state", partitions=settings.partitions, key_type=bytes,
+                               value_type=bytes)
 
 
 @app.page("/metrics")
@@ -90,27 +90,56 @@ async def metrics_page(web, request):  # type: ignore[no-untyped-def]
     return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
+broker_reachable = True      # kept by `watch_broker`
+
+
+@app.timer(interval=2.0)
+async def watch_broker() -> None:
+    """Whether a bootstrap server accepts a connection (for /ready); logged once per change."""
+    global broker_reachable
+    reachable = False
+    for server in settings.kafka_bootstrap_servers:
+        host, _, port = server.rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", int(port)), 2.0)
+            writer.close()
+            reachable = True
+            break
+        except (TimeoutError, OSError, ValueError):
+            continue
+    if reachable != broker_reachable:
+        (log.info if reachable else log.error)("broker %s %s", settings.kafka_bootstrap,
+                                               "reachable again" if reachable else "unreachable")
+    broker_reachable = reachable
+
+
 @app.page("/ready")
 async def ready_page(web, request):  # type: ignore[no-untyped-def]
     assigned = bool(app.consumer.assignment()) if app.consumer else False
-    ready = assigned and not app.rebalancing
-    return web.json({"ready": ready}, status=200 if ready else 503)
-
+    ready = assigned and not app.rebalancing and broker_reachable
+    return web.json({"ready": ready, "assigned": assigned, "rebalancing": bool(app.rebalancing),
+                     "broker_reachable": broker_reachable}, status=200 if ready else 503)
 
 
 @app.page("/partners")
 async def partners_page(web, request):  # type: ignore[no-untyped-def]
-    """This worker's partner state, for `incentives replay --source kafka --verify`."""
-    from processor.stream.folding import META_PREFIX
+    """This worker's committed partner state, for `incentives replay --source kafka --verify`: the
+    partitions of `partner-events` it holds and every enrolled partner in them."""
+    from processor.stream.partition_state import PartitionState
+    topic = partner_events.get_topic_name()
+    held = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topic)
     out = {}
-    for key, st in partner_table.items():
-        if key.startswith(META_PREFIX) or not st.enrolled:
-            continue
-        p, r = st.balances["points"], st.balances["rebate"]
-        out[key] = {"tier": st.tier, "points": {"available": p[0], "held": p[1]},
-                    "rebate_cents": {"available": r[0], "held": r[1]},
-                    "ledger_entries": st.seq, "ledger_head": st.head}
-    return web.json(out)
+    for partition in held:
+        part = PartitionState(partition, stage1.records(partition))
+        for pid in part.member_ids:
+            st = part.load(pid)
+            if st is None or not st.enrolled:
+                continue
+            p, r = st.balances["points"], st.balances["rebate"]
+            out[pid] = {"tier": st.tier, "points": {"available": p[0], "held": p[1]},
+                        "rebate_cents": {"available": r[0], "held": r[1]},
+                        "ledger_entries": st.seq, "ledger_head": st.head}
+    return web.json({"partitions": held, "partners": out})
 
 
 from processor.stream import sink, stage1, stage2  # noqa: E402,F401  (registers the agents)

@@ -1,11 +1,11 @@
 """Stage-1 batch folding, independent of Faust: bytes in, state changes and output records out.
 
 The agent hands over one partition's messages of a batch; this module decodes them, folds them
-through the domain core and returns the records to send and the states to write back (once per
-partner per batch). Every partition keeps a `PartitionMeta` next to its partners: the offset of the
-last message it applied (a message at or below it is a redelivery and is skipped) and the scope of
-`PeriodClosed` (which periods this partition's partners have closed). The replays fold the same
-log through the same domain core (`processor.replay.Replayer`), so live and replay cannot drift.
+through the domain core into the partition's `PartitionState` (`partition_state.py`: how the state
+is stored) and returns the records to send and which partners changed. The partition's meta holds
+the offset of the last message applied (a message at or below it is a redelivery and is skipped)
+and the scope of `PeriodClosed`. The replays fold the same log through the same domain core
+(`processor.replay.Replayer`), so live and replay cannot drift.
 """
 from __future__ import annotations
 
@@ -16,39 +16,33 @@ from typing import Any
 
 from processor import topics
 from processor.codec import InvalidEvent, decode
-from processor.domain.engine import Scope, Stage1
+from processor.domain.engine import Stage1
 from processor.domain.outcome import Outcome
-from processor.domain.state import PartnerState
+from processor.stream.log_check import digest
+from processor.stream.partition_state import PartitionMeta, PartitionState
 
-META_PREFIX = "__partition__:"
-
-
-def meta_key(partition: int) -> str:
-    return f"{META_PREFIX}{partition}"
-
-
-@dataclass
-class PartitionMeta:
-    partition: int
-    watermark: int = -1                     # offset of the last applied message
-    scope: Scope = field(default_factory=Scope)
-    partners: set[str] = field(default_factory=set)
-
+__all__ = ["BatchResult", "Contiguous", "Message", "OutRecord", "PartitionMeta", "PartitionState",
+           "fold_partition", "outcome_records"]
 
 @dataclass
 class Message:
     topic: str
     partition: int
     offset: int
-    value: bytes
+    value: bytes | None                 # None: a record without a value (a tombstone)
     timestamp_ms: int | None = None
+    key: bytes | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.offset}"
 
 
 @dataclass
 class OutRecord:
     topic: str
-    key: bytes
-    value: bytes
+    key: bytes | None
+    value: bytes | None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
@@ -67,6 +61,7 @@ class Contiguous:
         self.watermark = watermark
         self.skipped = 0
         self.jumped_to: int | None = None
+        self.last: Any = None                # the last item handed out
 
     def __iter__(self) -> Iterator[Any]:
         for item in self._items:
@@ -78,13 +73,14 @@ class Contiguous:
                 self.jumped_to = offset
                 return
             self.watermark = offset
+            self.last = item
             yield item
 
 
 @dataclass
 class BatchResult:
     records: list[OutRecord] = field(default_factory=list)
-    dirty: dict[str, PartnerState] = field(default_factory=dict)
+    dirty: dict[str, int] = field(default_factory=dict)   # partner -> offset of its last message
     outcomes: list[tuple[str, Outcome]] = field(default_factory=list)     # (event_type, outcome)
     skipped: int = 0
     #: the offset of a message beyond watermark + 1, where the fold stopped: the partition must be
@@ -96,29 +92,38 @@ def _json(record: dict[str, Any]) -> bytes:
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-class BatchStore:
-    """A PartnerStore over the table: reads each partner once per batch, writes back once."""
-
-    def __init__(self, load: Callable[[str], PartnerState | None], meta: PartitionMeta,
-                 dirty: dict[str, PartnerState]) -> None:
-        self._load = load
-        self.meta = meta
-        self.dirty = dirty
-
-    def get(self, partner_id: str) -> PartnerState | None:
-        st = self.dirty.get(partner_id)
-        return st if st is not None else self._load(partner_id)
-
-    def put(self, state: PartnerState) -> None:
-        self.dirty[state.partner_id] = state
-        self.meta.partners.add(state.partner_id)
-
-    def partner_ids(self) -> Iterable[str]:
-        return sorted(self.meta.partners)
+def dlq_headers(msg: Message, rejection: dict[str, Any], error_class: str, error_text: str
+                ) -> list[tuple[str, bytes]]:
+    """Where a dead letter came from and why, as Kafka Connect's dead-letter headers do, plus the
+    rejection itself (read by the ClickHouse sink)."""
+    return [("reason", rejection["reason"].encode()), ("source", msg.where.encode()),
+            ("event_id", (rejection["event_id"] or "").encode()), ("rejection", _json(rejection)),
+            ("error.class", error_class.encode()), ("error.message", error_text.encode(errors="replace")),
+            ("source.topic", msg.topic.encode()), ("source.partition", str(msg.partition).encode()),
+            ("source.offset", str(msg.offset).encode())]
 
 
-def outcome_records(out: Outcome, original: bytes, where: str) -> list[OutRecord]:
-    """The output records of one event's outcome; a rejection carries the original bytes."""
+#: A dead letter carries the original key and value up to this size; a larger one (the broker may
+#: hold a record larger than the worker may produce) is cut, with headers giving the original size:
+#: the whole record stays in the source topic at the offset the headers name.
+DLQ_MAX_PART_BYTES = 256 * 1024
+
+
+def dead_letter(msg: Message, headers: list[tuple[str, bytes]]) -> OutRecord:
+    key, value = msg.key, msg.value
+    if key is not None and len(key) > DLQ_MAX_PART_BYTES:
+        headers = [*headers, ("key.truncated.from", str(len(key)).encode())]
+        key = key[:DLQ_MAX_PART_BYTES]
+    if value is not None and len(value) > DLQ_MAX_PART_BYTES:
+        headers = [*headers, ("value.truncated.from", str(len(value)).encode())]
+        value = value[:DLQ_MAX_PART_BYTES]
+    return OutRecord(topics.DLQ, key, value, headers)
+
+
+def outcome_records(out: Outcome, msg: Message, error: InvalidEvent | None = None) -> list[OutRecord]:
+    """The output records of one message's outcome. A rejection goes to the dead-letter topic with
+    the original key and value (None stays None) and headers saying where it came from and why:
+    `error` is the codec's refusal, else the rules refused a valid event."""
     records: list[OutRecord] = []
     for e, encoded in zip(out.ledger, out.ledger_json, strict=True):
         records.append(OutRecord(topics.POINTS_LEDGER, e["partner_id"].encode(), encoded))
@@ -129,34 +134,38 @@ def outcome_records(out: Outcome, original: bytes, where: str) -> list[OutRecord
     for a in out.alerts:
         records.append(OutRecord(topics.ANOMALY_ALERTS, a["partner_id"].encode(), _json(a)))
     for rej in out.rejections:
-        headers = [("reason", rej["reason"].encode()), ("source", where.encode()),
-                   ("event_id", (rej["event_id"] or "").encode()),
-                   ("rejection", _json(rej))]
-        records.append(OutRecord(topics.DLQ, (rej.get("partner_id") or "").encode(), original, headers))
+        if error is not None:
+            headers = dlq_headers(msg, rej, type(error).__name__, str(error))
+        else:
+            headers = dlq_headers(msg, rej, "RuleRejection", f"refused by the program rules: {rej['reason']}")
+        records.append(dead_letter(msg, headers))
     for key, fwd in out.forwards:
         records.append(OutRecord(topics.REPARTITION, key.encode(), _json(fwd)))
     return records
 
 
-def fold_partition(stage1: Stage1, meta: PartitionMeta, load: Callable[[str], PartnerState | None],
-                   messages: Sequence[Message]) -> BatchResult:
+def fold_partition(stage1: Stage1, part: PartitionState, messages: Sequence[Message]) -> BatchResult:
     """Fold one partition's messages (in offset order) into the partition's partners: those
     `Contiguous` hands out from the partition's watermark, which follows each one."""
     result = BatchResult()
-    store = BatchStore(load, meta, result.dirty)
+    meta = part.meta
+    store = part.store()
     run = Contiguous(messages, meta.watermark)
     for msg in run:
-        meta.watermark = msg.offset
-        where = f"{msg.topic}:{msg.partition}:{msg.offset}"
+        meta.watermark = store.offset = msg.offset
         try:
             event = decode(msg.value)
         except InvalidEvent as exc:
-            out = stage1.reject(store, exc.event_id, exc.partner_id, exc.event_type, exc.reason, None, where)
-            result.outcomes.append((exc.event_type or "undecodable", out))
-            result.records += outcome_records(out, msg.value, where)
+            out = stage1.reject(store, exc.event_id, exc.partner_id, exc.event_type, exc.reason, None, msg.where)
+            label = "undecodable" if exc.reason == "undecodable" else exc.event_type or "undecodable"
+            result.outcomes.append((label, out))
+            result.records += outcome_records(out, msg, exc)
             continue
         out = stage1.apply(store, meta.scope, event)
         result.outcomes.append((event["event_type"], out))
-        result.records += outcome_records(out, msg.value, where)
+        result.records += outcome_records(out, msg)
+    if run.last is not None:
+        meta.digest = digest(run.last.key, run.last.value)
+    result.dirty = store.dirty
     result.skipped, result.jumped_to = run.skipped, run.jumped_to
     return result

@@ -15,3 +15,11 @@ REWINDS = Counter("incentives_rewinds_total",
                   "Seeks back to the state's watermark after offsets ran ahead of state", ["topic", "partition"])
 SINK_STALLS = Counter("incentives_sink_stalls_total",
                       "Sink batches that failed for another reason than ClickHouse being down (retried)")
+
+
+def forget_lag(topic: str, held: set[int]) -> None:
+    """Drop the lag of partitions of `topic` this worker no longer holds (a stale figure would say
+    a partition is caught up, or behind, long after another worker took it over)."""
+    for labels in list(CONSUMER_LAG._metrics):      # prometheus_client keeps label tuples here
+        if labels[0] == topic and int(labels[1]) not in held:
+            CONSUMER_LAG.remove(*labels)

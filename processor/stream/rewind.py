@@ -5,7 +5,7 @@ changelog recovery on the local broker can miss a partition's last records. Eith
 committed offset of a partition can lie beyond `watermark + 1`, the offset after the last message
 the recovered state has applied. Two guards bring the partition back to the watermark:
 
-- `resume_from_state(...)` registers a state-bearing topic: every time Faust seeks its partitions
+- `resume_from_state(topic, watermark_of)` registers a state-bearing topic: every time Faust seeks its partitions
   to the committed offsets (end of recovery, every rebalance, a fetch while the flow is stopped),
   a hook installed by `faust_patches` seeks any partition whose position is beyond the watermark
   back to `watermark + 1`, before the flow resumes. This covers the case where no new message ever
@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from processor.stream import faust_patches, metrics
-from processor.stream.folding import meta_key
-from processor.stream.partition_context import any_partition
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +35,16 @@ LOUD_AFTER = 10
 @dataclass(frozen=True)
 class _Resumable:
     topic: str
-    table: Any
-    watermark_of: Callable[[Any], int]
+    watermark_of: Callable[[int], int]
 
 
 _registered: list[_Resumable] = []
 
 
-def resume_from_state(topic: str, table: Any, watermark_of: Callable[[Any], int]) -> None:
-    """Register `topic`, whose applied-offset watermark per partition is
-    `watermark_of(table.get(meta_key(partition)))`, for the after-seek check."""
-    _registered.append(_Resumable(topic, table, watermark_of))
+def resume_from_state(topic: str, watermark_of: Callable[[int], int]) -> None:
+    """Register `topic`, whose stored applied-offset watermark of a partition is
+    `watermark_of(partition)`, for the after-seek check."""
+    _registered.append(_Resumable(topic, watermark_of))
     faust_patches.after_seek(clamp_to_state)
 
 
@@ -57,8 +54,7 @@ async def clamp_to_state(consumer: Any) -> None:
     assigned = consumer.assignment()
     for item in _registered:
         for tp in sorted(tp for tp in assigned if tp.topic == item.topic):
-            with any_partition():
-                watermark = item.watermark_of(item.table.get(meta_key(tp.partition)))
+            watermark = item.watermark_of(tp.partition)
             position = await consumer.position(tp)
             if position is not None and position > watermark + 1:
                 metrics.REWINDS.labels(topic=tp.topic, partition=str(tp.partition)).inc()

@@ -1,47 +1,84 @@
 """Stage-1 agent: partner events -> partner state, ledger, tier changes, decisions, alerts.
 
-Per batch: group the events by partition, fold each partition with `folding.fold_partition`,
-deliver every output, and only then write each changed partner once and the partition's meta
-(its applied-offset watermark) last. Faust commits offsets after the agent body returns.
+Per batch: group the events by partition, fold each partition with `folding.fold_partition` into
+its `PartitionState`, deliver every output, and only then write the partition's state records
+(changelog first, then the local store: `state_store.py`), the partition's watermark last. Faust
+commits offsets after the agent body returns. How the records are laid out, and why a crash at any
+point leaves them consistent: `partition_state.py`.
 """
 from __future__ import annotations
 
+import logging
+import os
 import time
 
 from processor.domain.engine import Stage1
-from processor.domain.state import PartnerState
 from processor.stream import metrics
-from processor.stream.app import app, partner_events, partner_table, program
+from processor.stream.app import app, partner_events, partner_table, program, settings
 from processor.stream.batching import by_held_partition, run_batches
 from processor.stream.delivery import deliver
-from processor.stream.folding import Message, PartitionMeta, fold_partition, meta_key
-from processor.stream.partition_context import on_partition_of
+from processor.stream.folding import Message, fold_partition
+from processor.stream.log_check import LogWentBackwards, check_highwater, check_record
+from processor.stream.partition_state import PartitionState, StateCorrupt, meta_key
 from processor.stream.rewind import Rewinder, resume_from_state
+from processor.stream.state_store import TableRecords
 
+log = logging.getLogger(__name__)
 rewinder = Rewinder(app)
 core = Stage1(program)   # live: deal-id uniqueness is checked per partner (see docs/decisions.md)
 
-# The live objects of this worker's partners, so a batch does not unpickle what the previous batch
-# wrote. Only this agent changes them, and only after the table has the same value; a rebalance
-# forgets them all (the table, recovered from the changelog, is the truth).
-live: dict[str, PartnerState] = {}
-live_meta: dict[int, PartitionMeta] = {}
+#: The live state of this worker's partitions, kept between batches; a rebalance forgets it all
+#: (the table, recovered from the changelog, is the truth).
+parts: dict[int, PartitionState] = {}
+
+
+def records(partition: int) -> TableRecords:
+    return TableRecords(app, partner_table, partition, settings.max_message_bytes)
 
 
 @app.on_partitions_assigned.connect  # type: ignore[arg-type]
 async def forget_live_state(sender, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-    live.clear()
-    live_meta.clear()
+    parts.clear()
+    topic = partner_events.get_topic_name()
+    metrics.forget_lag(topic, {tp.partition for tp in app.consumer.assignment() if tp.topic == topic})
 
 
-def load(partner_id: str) -> PartnerState | None:
-    state = live.get(partner_id)
-    return state if state is not None else partner_table.get(partner_id)
+def refuse(exc: Exception) -> None:
+    """The stored state contradicts itself: stop, with the reason, rather than run on it."""
+    log.critical("refusing to run: %s", exc)
+    logging.shutdown()
+    os._exit(78)
+
+
+async def partition_state(tp) -> PartitionState:  # type: ignore[no-untyped-def]
+    """The partition's live state; the first time after an assignment, read from the store and
+    checked: against itself (`check`) and against the log (it must still hold what was applied)."""
+    part = parts.get(tp.partition)
+    if part is None:
+        part = PartitionState(tp.partition, records(tp.partition))
+        try:
+            part.check()
+            await check_record(settings.kafka_bootstrap_servers, tp.topic, tp.partition,
+                               part.meta.watermark, part.meta.digest)
+        except (StateCorrupt, LogWentBackwards) as exc:
+            refuse(exc)
+        parts[tp.partition] = part
+    return part
+
+
+def stored_watermark(partition: int) -> int:
+    """The committed watermark as stored (read fresh: this runs right after a recovery)."""
+    raw = records(partition).get(meta_key(partition))
+    if raw is None:
+        return -1
+    import pickle
+    return int(pickle.loads(raw).watermark)
 
 
 def _observe(result) -> None:  # type: ignore[no-untyped-def]
     for event_type, out in result.outcomes:
-        metrics.EVENTS.labels(event_type=event_type, outcome=out.status).inc()
+        outcome = "undecodable" if event_type == "undecodable" else out.status
+        metrics.EVENTS.labels(event_type=event_type, outcome=outcome).inc()
         for rej in out.rejections:
             metrics.DLQ.labels(reason=rej["reason"]).inc()
         for alert in out.alerts:
@@ -55,7 +92,7 @@ def _observe(result) -> None:  # type: ignore[no-untyped-def]
         metrics.EVENTS.labels(event_type="any", outcome="redelivered").inc(result.skipped)
 
 
-resume_from_state(partner_events.get_topic_name(), partner_table, lambda meta: meta.watermark if meta else -1)
+resume_from_state(partner_events.get_topic_name(), stored_watermark)
 
 
 @app.agent(partner_events)
@@ -66,27 +103,30 @@ async def stage1(stream):  # type: ignore[no-untyped-def]
 async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
     started = time.monotonic()
     by_partition = by_held_partition(events)
-    records, writes = [], []
+    outputs, done = [], []
     for partition, evs in by_partition.items():
         messages = [Message(e.message.topic, partition, e.message.offset, e.message.value,
-                            e.message.timestamp) for e in evs]
-        with on_partition_of(stream, evs[-1]):      # table reads go to this partition
-            meta = (live_meta.get(partition) or partner_table.get(meta_key(partition))
-                    or PartitionMeta(partition))
-            result = fold_partition(core, meta, load, messages)
-        records += result.records
-        writes.append((evs[-1], meta, result))
+                            e.message.timestamp, e.message.key) for e in evs]
+        tp = evs[0].message.tp
+        part = await partition_state(tp)
+        try:
+            check_highwater(tp.topic, partition, part.committed_watermark, app.consumer.highwater(tp))
+        except LogWentBackwards as exc:
+            refuse(exc)
+        result = fold_partition(core, part, messages)
+        outputs += result.records
+        done.append((evs[-1].message.tp, part, result))
         _observe(result)
-    await deliver(app, records)
-    for last_event, meta, result in writes:
+    await deliver(app, outputs, limit=settings.max_message_bytes)
+    for tp, part, result in done:
         if result.jumped_to is not None:            # offsets skipped: read them again, in order
-            meta.watermark = await rewinder.rewind(last_event.message.tp, meta.watermark, result.jumped_to)
-        with on_partition_of(stream, last_event):
-            for partner_id, state in result.dirty.items():
-                partner_table[partner_id] = state
-                live[partner_id] = state
-            partner_table[meta_key(meta.partition)] = meta     # last: the watermark follows the state
-            live_meta[meta.partition] = meta
+            part.meta.watermark = await rewinder.rewind(tp, part.meta.watermark, result.jumped_to)
+        if tp not in app.consumer.assignment():      # rebalanced away meanwhile: the new owner redoes it
+            parts.pop(tp.partition, None)
+            continue
+        if result.dirty or part.meta.watermark != part.committed_watermark:
+            await records(tp.partition).write(part.batch_records(result.dirty))
+            part.committed(result.dirty)
     now = time.time()
     for ev in events[:: max(1, len(events) // 50)]:
         if ev.message.timestamp:
@@ -96,13 +136,20 @@ async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
 
 @app.timer(interval=5.0)
 async def report_lag() -> None:
-    """Consumer lag of stage 1: records in each assigned partition beyond what the state has applied."""
+    """Consumer lag of stage 1: records in each assigned partition beyond what the state has
+    applied; reported from start-up, before any message arrives. Also the check that the log still
+    reaches the watermark while no message arrives (a fetch beyond a shorter log returns nothing)."""
     topic = partner_events.get_topic_name()
     for tp in app.consumer.assignment():
         if tp.topic != topic:
             continue
+        part = parts.get(tp.partition)
+        watermark = part.committed_watermark if part is not None else stored_watermark(tp.partition)
         highwater = app.consumer.highwater(tp)
-        meta = live_meta.get(tp.partition)
-        if highwater is not None and meta is not None:
-            metrics.CONSUMER_LAG.labels(topic=topic, partition=str(tp.partition)).set(
-                max(0, highwater - meta.watermark - 1))
+        try:
+            check_highwater(topic, tp.partition, watermark, highwater)
+        except LogWentBackwards as exc:
+            refuse(exc)
+        if highwater is None:       # nothing fetched yet: the broker's end offset (can be short here)
+            highwater = (await app.consumer.highwaters(tp)).get(tp, watermark + 1)
+        metrics.CONSUMER_LAG.labels(topic=topic, partition=str(tp.partition)).set(max(0, highwater - watermark - 1))

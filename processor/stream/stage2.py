@@ -2,26 +2,52 @@
 
 Findings are appended to `partner-events` as Avro `AnomalyDetected` events keyed by the partner,
 so stage 1 applies them (holds, alerts) and a replay of the log sees exactly what happened live.
+
+State: one record per order / customer key (bounded: an order's claimants, a customer's partner
+status and its open deals only, `processor/domain/crosspartner.py`) and one meta record per
+partition with the watermark, written last; records go to the changelog first (`state_store.py`).
+Each key's record is written whole, and re-applying a forwarded record after a crash is a no-op
+(claims by partner, deals by id, findings with deterministic ids), so a batch whose records reached
+the changelog only in part is safe to redo from the watermark.
 """
 from __future__ import annotations
 
 import json
+import pickle
+from typing import Any
 
 from processor import topics
 from processor.codec import encode
 from processor.domain import crosspartner
-from processor.stream.app import app, crosspartner_table, program, repartition
+from processor.stream import metrics
+from processor.stream.app import app, crosspartner_table, program, repartition, settings
 from processor.stream.batching import by_held_partition, run_batches
 from processor.stream.delivery import deliver
-from processor.stream.folding import Contiguous, OutRecord, meta_key
-from processor.stream.partition_context import on_partition_of
+from processor.stream.folding import Contiguous, Message, OutRecord, dead_letter, dlq_headers
+from processor.stream.log_check import LogWentBackwards, check_highwater
+from processor.stream.partition_state import FORMAT
 from processor.stream.rewind import Rewinder, resume_from_state
+from processor.stream.stage1 import refuse
+from processor.stream.state_store import TableRecords
 
 rewinder = Rewinder(app)
+_PICKLE = pickle.HIGHEST_PROTOCOL
 
 
-resume_from_state(repartition.get_topic_name(), crosspartner_table,
-                  lambda watermark: -1 if watermark is None else watermark)
+def _key(*parts: Any) -> bytes:
+    return json.dumps([FORMAT, *parts], separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def records(partition: int) -> TableRecords:
+    return TableRecords(app, crosspartner_table, partition, settings.max_message_bytes)
+
+
+def stored_watermark(partition: int) -> int:
+    raw = records(partition).get(_key("meta", partition))
+    return -1 if raw is None else int(pickle.loads(raw))
+
+
+resume_from_state(repartition.get_topic_name(), stored_watermark)
 
 
 @app.agent(repartition)
@@ -29,27 +55,49 @@ async def stage2(stream):  # type: ignore[no-untyped-def]
     await run_batches(stream, process_batch, "stage 2")
 
 
+def _poison(msg: Message, exc: Exception) -> OutRecord:
+    """A forwarded record stage 2 cannot read: dead-lettered with where it came from and why."""
+    rejection = {"event_id": msg.where, "reason": "undecodable", "partner_id": None, "event_type": None,
+                 "occurred_at": None}
+    metrics.DLQ.labels(reason="undecodable").inc()
+    metrics.EVENTS.labels(event_type="undecodable", outcome="undecodable").inc()
+    return dead_letter(msg, dlq_headers(msg, rejection, type(exc).__name__, str(exc)[:1000]))
+
+
 async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
     by_partition = by_held_partition(events)
-    records, writes = [], []
+    outputs, writes = [], []
     for partition, evs in by_partition.items():
-        cache: dict[str, dict] = {}
-        with on_partition_of(stream, evs[-1]):
-            run = Contiguous(evs, crosspartner_table.get(meta_key(partition), -1), lambda ev: ev.message.offset)
-            for ev in run:
-                key = ev.message.key.decode()
-                record = json.loads(ev.message.value)
-                state = cache[key] if key in cache else crosspartner_table.get(key)
-                cache[key], findings = crosspartner.apply(program, state, record)
-                for finding in findings:
-                    records.append(OutRecord(topics.PARTNER_EVENTS, finding["partner_id"].encode(),
-                                             encode(finding)))
-        writes.append((evs[-1], run.watermark, cache, run.jumped_to))
-    await deliver(app, records)
-    for last_event, watermark, cache, jumped_to in writes:
+        tp = evs[0].message.tp
+        store = records(partition)
+        watermark = stored_watermark(partition)
+        try:
+            check_highwater(tp.topic, partition, watermark, app.consumer.highwater(tp))
+        except LogWentBackwards as exc:
+            refuse(exc)
+        cache: dict[bytes, Any] = {}
+        messages = [Message(e.message.topic, partition, e.message.offset, e.message.value, None, e.message.key)
+                    for e in evs]
+        run = Contiguous(messages, watermark)
+        for msg in run:
+            try:
+                key = _key("k", msg.key.decode())                           # type: ignore[union-attr]
+                record = json.loads(msg.value)                              # type: ignore[arg-type]
+                if key not in cache:
+                    raw = store.get(key)
+                    cache[key] = None if raw is None else pickle.loads(raw)
+                cache[key], findings = crosspartner.apply(program, cache[key], record)
+            except Exception as exc:  # noqa: BLE001 - bad input, never a reason to stop
+                outputs.append(_poison(msg, exc))
+                continue
+            for finding in findings:
+                outputs.append(OutRecord(topics.PARTNER_EVENTS, finding["partner_id"].encode(), encode(finding)))
+        writes.append((tp, run.watermark, cache, run.jumped_to))
+    await deliver(app, outputs, limit=settings.max_message_bytes)
+    for tp, watermark, cache, jumped_to in writes:
         if jumped_to is not None:        # read the skipped offsets again, in order
-            watermark = await rewinder.rewind(last_event.message.tp, watermark, jumped_to)
-        with on_partition_of(stream, last_event):
-            for key, state in cache.items():
-                crosspartner_table[key] = state
-            crosspartner_table[meta_key(last_event.message.partition)] = watermark
+            watermark = await rewinder.rewind(tp, watermark, jumped_to)
+        if tp not in app.consumer.assignment():
+            continue
+        state = [(k, pickle.dumps(v, _PICKLE)) for k, v in cache.items()]
+        await records(tp.partition).write(state + [(_key("meta", tp.partition), pickle.dumps(watermark, _PICKLE))])

@@ -31,7 +31,7 @@ def ch_scalar(settings: Settings, sql: str) -> Any:
 
 def worker_partners(settings: Settings) -> dict[str, Any]:
     with urllib.request.urlopen(f"{settings.web_url}/partners", timeout=30) as resp:
-        return json.loads(resp.read())
+        return json.loads(resp.read())["partners"]
 
 
 def incentives(settings: Settings, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:

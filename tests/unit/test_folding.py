@@ -5,7 +5,7 @@ from processor import topics
 from processor.codec import encode, from_json_line
 from processor.domain.engine import Stage1
 from processor.programs import load_program
-from processor.stream.folding import Contiguous, Message, PartitionMeta, fold_partition
+from processor.stream.folding import Contiguous, Message, PartitionMeta, PartitionState, fold_partition
 from tests.unit.builders import enrolled, sale
 
 CORE = Stage1(load_program())
@@ -18,7 +18,9 @@ def _messages(offsets: list[int]) -> list[Message]:
 
 
 def _fold(meta: PartitionMeta, offsets: list[int]):  # type: ignore[no-untyped-def]
-    return fold_partition(CORE, meta, lambda pid: None, _messages(offsets))
+    part = PartitionState(0, {})          # an empty store
+    part.meta = meta
+    return fold_partition(CORE, part, _messages(offsets))
 
 
 def test_a_batch_that_jumps_is_applied_up_to_the_jump_only() -> None:
