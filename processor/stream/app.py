@@ -18,7 +18,7 @@ from processor import topics
 from processor.codec.faust_codec import register_faust_codec
 from processor.config import load_settings
 from processor.programs import load_program
-from processor.stream import faust_patches
+from processor.stream import faust_patches, quiet_logs
 
 settings = load_settings()
 program = load_program(str(settings.program))
@@ -143,3 +143,5 @@ async def partners_page(web, request):  # type: ignore[no-untyped-def]
 
 
 from processor.stream import sink, stage1, stage2  # noqa: E402,F401  (registers the agents)
+
+quiet_logs.install()      # after every client module has created its loggers
