@@ -32,8 +32,8 @@ def bench(what: str, events: int | None, partners: int, seed: int, batch: int, t
     \b
     core      simulate N events, Avro-encode them, then time (a) Avro decode, (b) the file
               replay fold (Replayer), (c) stage 1's fold_partition over the bytes in batches
-              per partition with a dict store, (d) the same plus pickling every changed
-              partner (the table writes); events/s, CPU and GC seconds of each, peak RSS.
+              per partition with a dict as the state store, (d) the same plus building each
+              batch's state records (the table writes); events/s, CPU and GC seconds, peak RSS.
               No services needed.
     pipeline  on the stack of the current INCENTIVES_* settings (run `incentives dev up` first):
               wait until the worker is idle, produce N simulated events (all encoded first;

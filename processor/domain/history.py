@@ -22,20 +22,22 @@ _MISSING: Any = object()
 class Entries(Generic[K, V]):
     """A keyed collection with lazy loading and change tracking; also a set (`add`, `in`)."""
 
-    __slots__ = ("_data", "load", "touched")
+    __slots__ = ("_absent", "_data", "load", "touched")
 
     def __init__(self, load: Callable[[K], V | None] | None = None) -> None:
         self._data: dict[K, V] = {}
+        self._absent: set[K] = set()       # keys `load` did not find (asked again and again: months)
         self.load = load
         self.touched: set[K] | None = None
 
     def _lookup(self, key: K) -> V | None:
         value = self._data.get(key, _MISSING)
         if value is _MISSING:
-            if self.load is None:
+            if self.load is None or key in self._absent:
                 return None
             value = self.load(key)
             if value is None:
+                self._absent.add(key)
                 return None
             self._data[key] = value
         return value  # type: ignore[no-any-return]
@@ -59,6 +61,7 @@ class Entries(Generic[K, V]):
 
     def __setitem__(self, key: K, value: V) -> None:
         self._data[key] = value
+        self._absent.discard(key)
         if self.touched is not None:
             self.touched.add(key)
 
@@ -74,6 +77,7 @@ class Entries(Generic[K, V]):
     def forget(self) -> None:
         """Drop what is held in memory (it is in the store); keeps memory bounded between batches."""
         self._data.clear()
+        self._absent.clear()
 
     def loaded(self) -> dict[K, V]:
         """What is in memory: everything, in a replay (no `load`)."""

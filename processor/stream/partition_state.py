@@ -33,6 +33,7 @@ import json
 import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
+from json.encoder import encode_basestring as _encode_str
 from typing import Any, Protocol
 
 from processor.domain.engine import Scope
@@ -63,6 +64,19 @@ def core_key(partner_id: str) -> bytes:
 
 def entry_key(partner_id: str, name: str, key: Any) -> bytes:
     return _key("e", partner_id, name, key)
+
+
+def _entry_key_maker(partner_id: str, name: str):  # type: ignore[no-untyped-def]
+    """`entry_key(partner_id, name, key)` for many keys (the hot path): the same bytes, faster."""
+    prefix = _key("e", partner_id, name)[:-1] + b","
+
+    def make(key: Any) -> bytes:
+        if type(key) is int:
+            return prefix + str(key).encode() + b"]"
+        if type(key) is str:
+            return prefix + _encode_str(key).encode() + b"]"
+        return entry_key(partner_id, name, key)
+    return make
 
 
 class StateCorrupt(RuntimeError):
@@ -154,9 +168,10 @@ class PartitionState:
             entries.load = self._loader(pid, name)
 
     def _loader(self, partner_id: str, name: str):  # type: ignore[no-untyped-def]
+        key_of = _entry_key_maker(partner_id, name)
+
         def load(key: Any) -> Any:
-            value = _committed_bytes(self.records.get(entry_key(partner_id, name, key)),
-                                     self.versions.get(partner_id, -1))
+            value = _committed_bytes(self.records.get(key_of(key)), self.versions.get(partner_id, -1))
             return None if value is None else pickle.loads(value)
         return load
 
@@ -173,8 +188,11 @@ class PartitionState:
             committed = self.versions.get(pid, -1)
             for name in HISTORY_FIELDS:
                 entries = getattr(state, name)
+                if not entries.touched:
+                    continue
+                key_of = _entry_key_maker(pid, name)
                 for key in sorted(entries.touched, key=repr):
-                    k = entry_key(pid, name, key)
+                    k = key_of(key)
                     records.append((k, _versioned(version, entries.cached(key),
                                                   _committed_bytes(self.records.get(k), committed))))
         for pid, version in dirty.items():
