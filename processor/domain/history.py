@@ -26,17 +26,19 @@ class Entries(Generic[K, V]):
 
     def __init__(self, load: Callable[[K], V | None] | None = None) -> None:
         self._data: dict[K, V] = {}
-        self._absent: set[K] = set()       # keys `load` did not find (asked again and again: months)
+        self._absent: set[K] | None = None   # keys `load` did not find (asked again and again: months)
         self.load = load
         self.touched: set[K] | None = None
 
     def _lookup(self, key: K) -> V | None:
         value = self._data.get(key, _MISSING)
         if value is _MISSING:
-            if self.load is None or key in self._absent:
+            if self.load is None or (self._absent is not None and key in self._absent):
                 return None
             value = self.load(key)
             if value is None:
+                if self._absent is None:
+                    self._absent = set()
                 self._absent.add(key)
                 return None
             self._data[key] = value
@@ -61,7 +63,8 @@ class Entries(Generic[K, V]):
 
     def __setitem__(self, key: K, value: V) -> None:
         self._data[key] = value
-        self._absent.discard(key)
+        if self._absent:
+            self._absent.discard(key)
         if self.touched is not None:
             self.touched.add(key)
 
@@ -77,7 +80,7 @@ class Entries(Generic[K, V]):
     def forget(self) -> None:
         """Drop what is held in memory (it is in the store); keeps memory bounded between batches."""
         self._data.clear()
-        self._absent.clear()
+        self._absent = None
 
     def loaded(self) -> dict[K, V]:
         """What is in memory: everything, in a replay (no `load`)."""

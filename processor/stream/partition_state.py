@@ -66,17 +66,24 @@ def entry_key(partner_id: str, name: str, key: Any) -> bytes:
     return _key("e", partner_id, name, key)
 
 
-def _entry_key_maker(partner_id: str, name: str):  # type: ignore[no-untyped-def]
-    """`entry_key(partner_id, name, key)` for many keys (the hot path): the same bytes, faster."""
-    prefix = _key("e", partner_id, name)[:-1] + b","
+class _EntryKeys:
+    """`entry_key(partner_id, name, key)` for many keys (the hot path): the same bytes, faster. The
+    prefix is built on first use (a partner wired for 14 collections may never read most)."""
 
-    def make(key: Any) -> bytes:
+    __slots__ = ("_name", "_partner_id", "_prefix")
+
+    def __init__(self, partner_id: str, name: str) -> None:
+        self._partner_id, self._name = partner_id, name
+        self._prefix: bytes | None = None
+
+    def __call__(self, key: Any) -> bytes:
+        if self._prefix is None:
+            self._prefix = _key("e", self._partner_id, self._name)[:-1] + b","
         if type(key) is int:
-            return prefix + str(key).encode() + b"]"
+            return self._prefix + str(key).encode() + b"]"
         if type(key) is str:
-            return prefix + _encode_str(key).encode() + b"]"
-        return entry_key(partner_id, name, key)
-    return make
+            return self._prefix + _encode_str(key).encode() + b"]"
+        return entry_key(self._partner_id, self._name, key)
 
 
 class StateCorrupt(RuntimeError):
@@ -168,7 +175,7 @@ class PartitionState:
             entries.load = self._loader(pid, name)
 
     def _loader(self, partner_id: str, name: str):  # type: ignore[no-untyped-def]
-        key_of = _entry_key_maker(partner_id, name)
+        key_of = _EntryKeys(partner_id, name)
 
         def load(key: Any) -> Any:
             value = _committed_bytes(self.records.get(key_of(key)), self.versions.get(partner_id, -1))
@@ -190,7 +197,7 @@ class PartitionState:
                 entries = getattr(state, name)
                 if not entries.touched:
                     continue
-                key_of = _entry_key_maker(pid, name)
+                key_of = _EntryKeys(pid, name)
                 for key in sorted(entries.touched, key=repr):
                     k = key_of(key)
                     records.append((k, _versioned(version, entries.cached(key),

@@ -61,7 +61,7 @@ def test_300000_partners_on_4_partitions_keep_every_record_small(worker_gc: None
     assert largest < 64 * 1024
 
 
-def test_a_partner_with_20000_sales_never_writes_a_large_record() -> None:
+def test_a_partner_with_20000_sales_never_writes_a_large_record(worker_gc: None) -> None:
     store: dict[bytes, bytes] = {}
     part = PartitionState(0, store)
     lines = [enrolled("BIG", at="2025-01-01T00:00:00Z")]
