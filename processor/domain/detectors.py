@@ -79,26 +79,32 @@ def velocity(step: Step, st: PartnerState, sale: SaleMark) -> None:
 
 
 def channel_stuffing(step: Step, st: PartnerState, month: int) -> bool:
+    """At the close of `month`: net sales of at least the minimum, AND more than `history_factor`
+    times the average of the previous `history_months` (the partner enrolled at or before the
+    first instant of the first of them), AND more than `last_days_pct` % of the net in gross sales
+    of the last `last_days` UTC days. Both signals: either alone fires on ordinary lumpy B2B months
+    (SPEC 5 and 9, revised December 2026; docs/decisions.md)."""
     cs = step.program.channel_stuffing
     stats = st.months.get(month)
     net = stats.net_cents if stats else 0
     if net < cs["min_net_sales_cents"]:
         return False
     history = cs["history_months"]
-    reasons = []
-    if st.enrolled_ms <= month_start_ms(month - history):
-        previous = sum(st.months[m].net_cents for m in range(month - history, month) if m in st.months)
-        if net * history > cs["history_factor"] * previous:
-            reasons.append(f"net {net} cents > {cs['history_factor']}x the average of {previous} cents "
-                           f"over the {history} previous months")
-    last = stats.last_days_gross_cents if stats else 0
-    if last * 100 > cs["last_days_pct"] * net:
-        reasons.append(f"{last} cents in the last {cs['last_days']} days > {cs['last_days_pct']}% of "
-                       f"net {net} cents")
-    if not reasons:
+    if st.enrolled_ms > month_start_ms(month - history):
+        return False                       # no full history to compare with
+    previous = 0
+    for m in range(month - history, month):
+        earlier = st.months.get(m)
+        previous += earlier.net_cents if earlier else 0
+    if not net * history > cs["history_factor"] * previous:
         return False
-    alert = step.raise_alert(st, "channel_stuffing", step.event_id,
-                             f"{month_to_period(month)}: " + "; ".join(reasons))
+    last = stats.last_days_gross_cents if stats else 0
+    if not last * 100 > cs["last_days_pct"] * net:
+        return False
+    evidence = (f"{month_to_period(month)}: net {net} cents > {cs['history_factor']}x the average of {previous} "
+                f"cents over the {history} previous months, and {last} cents in the last {cs['last_days']} "
+                f"days > {cs['last_days_pct']}% of net {net} cents")
+    alert = step.raise_alert(st, "channel_stuffing", step.event_id, evidence)
     if alert:
         hold_rebate(step, st, alert, month_to_period(month))
         step.publish_alert(st, alert)

@@ -209,22 +209,28 @@ def test_near_duplicate_order_alerts_once_for_a_sale_matching_several_earlier_sa
 
 
 # ================================================================================== channel_stuffing
+# SPEC 5 (revised December 2026): at the close of M, net sales of M >= $20,000 AND > 3 x the average
+# of M-3..M-1 (enrolled at or before the first instant of M-3) AND gross sales of the last 3 UTC days
+# of M > 50% of M's net. Either signal alone is an ordinary lumpy month: nothing.
 
-def history_case(enrolled_at, previous_cents, march_cents):
-    return [
+def march(enrolled_at, previous_cents, sales):
+    """Dec, Jan, Feb: one sale of `previous_cents` each; March: `sales` [(cents, at)]; close March."""
+    lines = [
         enrolled("P1", at=enrolled_at),
         sale("P1", "O12", amount_cents=previous_cents, at="2025-12-10T12:00:00Z"),
         sale("P1", "O01", amount_cents=previous_cents, at="2026-01-10T12:00:00Z"),
         sale("P1", "O02", amount_cents=previous_cents, at="2026-02-10T12:00:00Z"),
-        sale("P1", "O03", amount_cents=march_cents, at="2026-03-10T12:00:00Z"),
-        period_closed("2026-03", event_id="c3"),
     ]
+    lines += [sale("P1", f"O03-{i}", amount_cents=cents, at=at) for i, (cents, at) in enumerate(sales)]
+    return lines + [period_closed("2026-03", event_id="c3")]
 
 
-def test_channel_stuffing_history_test_holds_the_months_rebate():
-    # March $20,000 >= $20,000 and > 3 x avg(2,000, 2,000, 2,000) = 6,000;
-    # enrolled at the first instant of M-3
-    r = run(history_case("2025-12-01T00:00:00Z", 200_000, 2_000_000))
+def test_channel_stuffing_both_signals_raise_the_alert_and_hold_the_months_rebate():
+    # history: March net $8,000 + $12,000 = $20,000 >= $20,000 and > 3 x avg($2,000, $2,000, $2,000)
+    #          = $6,000; enrolled at the first instant of December (M-3)
+    # last 3 days: $12,000 on March 30 > 50% of $20,000 = $10,000
+    r = run(march("2025-12-01T00:00:00Z", 200_000,
+                  [(800_000, "2026-03-10T12:00:00Z"), (1_200_000, "2026-03-30T12:00:00Z")]))
     assert alert_ids(r, "channel_stuffing") == ["channel_stuffing:P1:c3"]
     a = alert(r, "channel_stuffing:P1:c3")
     assert (a["severity"], a["partner_id"], a["trigger_event_id"]) == ("high", "P1", "c3")
@@ -232,65 +238,73 @@ def test_channel_stuffing_history_test_holds_the_months_rebate():
     assert rebate(r, "P1") == (0, 60_000)
 
 
+def test_channel_stuffing_history_alone_is_nothing():
+    # March $20,000 > 3 x avg $2,000 = $6,000, but all of it on March 10: $0 in the last 3 days
+    r = run(march("2025-12-01T00:00:00Z", 200_000, [(2_000_000, "2026-03-10T12:00:00Z")]))
+    assert alert_ids(r, "channel_stuffing") == []
+    assert rebate(r, "P1") == (60_000, 0)              # 3% of 2000000, not held
+
+
+def test_channel_stuffing_last_three_days_alone_is_nothing():
+    # $11,000 of $20,000 on March 29 (> 50%), but $20,000 is not > 3 x avg($7,000 x 3) = $21,000
+    r = run(march("2025-12-01T00:00:00Z", 700_000,
+                  [(900_000, "2026-03-10T12:00:00Z"), (1_100_000, "2026-03-29T00:00:00Z")]))
+    assert alert_ids(r, "channel_stuffing") == []
+    assert rebate(r, "P1") == (60_000, 0)
+
+
+def test_channel_stuffing_both_signals_without_three_months_of_enrolment_is_nothing():
+    # the numbers of the first case, but enrolled one second after the first instant of December
+    r = run(march("2025-12-01T00:00:01Z", 200_000,
+                  [(800_000, "2026-03-10T12:00:00Z"), (1_200_000, "2026-03-30T12:00:00Z")]))
+    assert alert_ids(r, "channel_stuffing") == []
+    assert rebate(r, "P1") == (60_000, 0)
+
+
 @pytest.mark.parametrize(
-    ("enrolled_at", "previous_cents", "march_cents", "expected_rebate"),
+    ("previous_cents", "sales", "expected_rebate"),
     [
-        # enrolled one second after the first instant of M-3: the history test does not apply
-        ("2025-12-01T00:00:01Z", 200_000, 2_000_000, 60_000),  # 3% of 2000000
-        # March $21,000 is not > 3 x avg(7,000, 7,000, 7,000) = 21,000
-        ("2025-12-01T00:00:00Z", 700_000, 2_100_000, 63_000),  # 3% of 2100000
-        # March $19,999.99 is below $20,000
-        ("2025-12-01T00:00:00Z", 100_000, 1_999_999, 59_999),  # 3% of 1999999 = 59999.97 -> 59999
+        # $21,000 is not > 3 x avg(7,000, 7,000, 7,000) = 21,000 (all of it in the last 3 days)
+        (700_000, [(2_100_000, "2026-03-30T12:00:00Z")], 63_000),
+        # $19,999.99 is below $20,000 (all of it in the last 3 days, history 3 x $1,000)
+        (100_000, [(1_999_999, "2026-03-30T12:00:00Z")], 59_999),        # floor(3% of 1999999)
+        # exactly half in the last 3 days is not more than half
+        (200_000, [(1_000_000, "2026-03-10T12:00:00Z"), (1_000_000, "2026-03-30T12:00:00Z")], 60_000),
+        # the last 3 UTC days of March are 29, 30, 31: 28 23:59:59 is outside
+        (200_000, [(900_000, "2026-03-10T12:00:00Z"), (1_100_000, "2026-03-28T23:59:59Z")], 60_000),
     ],
 )
-def test_channel_stuffing_history_test_negatives(enrolled_at, previous_cents, march_cents, expected_rebate):
-    r = run(history_case(enrolled_at, previous_cents, march_cents))
+def test_channel_stuffing_edges_are_nothing(previous_cents, sales, expected_rebate):
+    r = run(march("2025-12-01T00:00:00Z", previous_cents, sales))
     assert alert_ids(r, "channel_stuffing") == []
     assert rebate(r, "P1") == (expected_rebate, 0)
 
 
-@pytest.mark.parametrize(
-    ("period", "enrolled_at", "first_at", "second_at", "expect_alert"),
-    [
-        # last 3 UTC days of March: 29, 30, 31
-        ("2026-03", "2026-03-01T00:00:00Z", "2026-03-10T12:00:00Z", "2026-03-29T00:00:00Z", True),
-        ("2026-03", "2026-03-01T00:00:00Z", "2026-03-10T12:00:00Z", "2026-03-28T23:59:59Z", False),
-        # last 3 UTC days of February 2026: 26, 27, 28
-        ("2026-02", "2026-02-01T00:00:00Z", "2026-02-05T12:00:00Z", "2026-02-26T00:00:00Z", True),
-        ("2026-02", "2026-02-01T00:00:00Z", "2026-02-05T12:00:00Z", "2026-02-25T23:59:59Z", False),
-    ],
-)
-def test_channel_stuffing_last_three_days_test(period, enrolled_at, first_at, second_at, expect_alert):
-    # $9,000 + $11,000 = $20,000 net; $11,000 in the last 3 days > 50% ($10,000); the partner is new,
-    # so the history test does not apply
+def test_channel_stuffing_last_days_of_february_are_26_to_28():
+    # enrolled 2025-11-01 (M-3 of February 2026); Nov, Dec, Jan $2,000 each; February $9,000 on the
+    # 5th + $11,000 on the 26th = $20,000 > $6,000, and $11,000 > 50%
     r = run([
-        enrolled("P1", at=enrolled_at),
-        sale("P1", "O1", amount_cents=900_000, at=first_at),
-        sale("P1", "O2", amount_cents=1_100_000, at=second_at),
-        period_closed(period, event_id="c"),
+        enrolled("P1", at="2025-11-01T00:00:00Z"),
+        sale("P1", "O11", amount_cents=200_000, at="2025-11-10T12:00:00Z"),
+        sale("P1", "O12", amount_cents=200_000, at="2025-12-10T12:00:00Z"),
+        sale("P1", "O01", amount_cents=200_000, at="2026-01-10T12:00:00Z"),
+        sale("P1", "O02a", amount_cents=900_000, at="2026-02-05T12:00:00Z"),
+        sale("P1", "O02b", amount_cents=1_100_000, at="2026-02-26T00:00:00Z"),
+        period_closed("2026-02", event_id="c2"),
     ])
-    assert alert_ids(r, "channel_stuffing") == (["channel_stuffing:P1:c"] if expect_alert else [])
-    # rebate 3% of 2000000 = 60000 cents
-    assert rebate(r, "P1") == ((0, 60_000) if expect_alert else (60_000, 0))
-
-
-def test_channel_stuffing_last_three_days_exactly_half_is_not_stuffing():
-    r = run([
-        enrolled("P1", at="2026-03-01T00:00:00Z"),
-        sale("P1", "O1", amount_cents=1_000_000, at="2026-03-10T12:00:00Z"),
-        sale("P1", "O2", amount_cents=1_000_000, at="2026-03-30T12:00:00Z"),  # $10,000 = 50%, not > 50%
-        period_closed("2026-03"),
-    ])
-    assert alert_ids(r, "channel_stuffing") == []
+    assert alert_ids(r, "channel_stuffing") == ["channel_stuffing:P1:c2"]
 
 
 def test_channel_stuffing_last_three_days_compares_with_net_sales():
     r = run([
-        enrolled("P1", at="2026-03-01T00:00:00Z"),
+        enrolled("P1", at="2025-12-01T00:00:00Z"),
+        sale("P1", "O12", amount_cents=200_000, at="2025-12-10T12:00:00Z"),
+        sale("P1", "O01", amount_cents=200_000, at="2026-01-10T12:00:00Z"),
+        sale("P1", "O02", amount_cents=200_000, at="2026-02-10T12:00:00Z"),
         sale("P1", "O1", amount_cents=1_500_000, at="2026-03-10T12:00:00Z"),
         returned("P1", "O1", amount_cents=500_000, at="2026-03-15T12:00:00Z"),
-        # net 1500000 - 500000 + 1200000 = 2200000; last 3 days gross 1200000 > 1100000 (50%)
-        # (against gross 2700000 it would be 1200000 < 1350000)
+        # net 1500000 - 500000 + 1200000 = 2200000 > 3 x 200000; last 3 days gross 1200000 >
+        # 1100000 (50% of net) (against gross 2700000 it would be 1200000 < 1350000)
         sale("P1", "O2", amount_cents=1_200_000, at="2026-03-30T12:00:00Z"),
         period_closed("2026-03", event_id="c3"),
     ])
@@ -300,7 +314,10 @@ def test_channel_stuffing_last_three_days_compares_with_net_sales():
 
 def stuffed_march():
     return [
-        enrolled("P1", at="2026-03-01T00:00:00Z"),
+        enrolled("P1", at="2025-12-01T00:00:00Z"),
+        sale("P1", "O12", amount_cents=200_000, at="2025-12-10T12:00:00Z"),
+        sale("P1", "O01", amount_cents=200_000, at="2026-01-10T12:00:00Z"),
+        sale("P1", "O02", amount_cents=200_000, at="2026-02-10T12:00:00Z"),
         sale("P1", "O1", amount_cents=900_000, at="2026-03-10T12:00:00Z"),
         sale("P1", "O2", amount_cents=1_100_000, at="2026-03-29T12:00:00Z"),
         period_closed("2026-03", event_id="c3"),  # rebate 60000 cents, held by channel_stuffing:P1:c3
