@@ -577,3 +577,14 @@ def test_property_arbitrary_fields_give_a_reason_not_a_crash(event_type, changes
             "missing_field", "invalid_field", "unknown_enum", "unknown_event_type", "undecodable"}
         return
     assert decode(encode(normalised)) == normalised
+
+
+def test_alert_resolved_written_before_the_note_existed_decodes_with_no_note():
+    """SPEC 10: AlertResolved gained an optional `note` (default null); events written by the
+    previous schema (schemas/history/AlertResolved.v1.avsc) still decode, with note None."""
+    old_schema = json.loads((SCHEMA_DIR / "history" / "AlertResolved.v1.avsc").read_text())
+    old = {"event_id": "r-1", "event_type": "AlertResolved", "partner_id": "P1", "occurred_at": 1_767_225_600_000,
+           "source": "console", "alert_id": "self_dealing:P1:s1", "decision": "confirmed", "analyst": "ana"}
+    decoded = decode(raw_message(old_schema, old))
+    assert decoded == {**old, "note": None}
+    assert decode(encode({**decoded, "note": "owner's firm"}))["note"] == "owner's firm"
