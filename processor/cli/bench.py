@@ -10,8 +10,10 @@ from processor.config import ConfigError, load_settings
 
 
 @click.command("bench")
-@click.option("--what", type=click.Choice(["core", "pipeline", "all"]), default="all", show_default=True,
+@click.option("--what", type=click.Choice(["core", "pipeline", "latency", "all"]), default="all",
+              show_default=True,
               help="core: the domain fold without services; pipeline: the running local stack; "
+                   "latency: event to alert on the live feed under 1,000 events/s of background; "
                    "all: core, then the pipeline if a worker answers.")
 @click.option("--events", "events", type=click.IntRange(min=1), default=None,
               help=f"Simulated events per part [default: {b.DEFAULT_CORE_EVENTS:,} core, "
@@ -49,6 +51,7 @@ def bench(what: str, events: int | None, partners: int, seed: int, batch: int, t
     Examples:
       incentives bench --what core --events 50000
       incentives dev up && incentives bench --what pipeline --events 100000
+      incentives dev up && incentives bench --what latency
       incentives bench --json > bench.json
     """
     echo = (lambda _line: None) if as_json else (lambda line: click.echo(line, err=True))
@@ -86,6 +89,17 @@ def bench(what: str, events: int | None, partners: int, seed: int, batch: int, t
                 reports.append(report)
                 if not as_json:
                     click.echo(b.format_table(report))
+
+    if what == "latency":
+        from processor.bench_latency import run_latency
+        if b.worker_ready(settings) != 200:
+            click.echo(f"error: no ready worker at {settings.web_url}/ready (start the stack with "
+                       "`incentives dev up`)", err=True)
+            sys.exit(2)
+        report = run_latency(settings, echo=echo)
+        reports.append(report)
+        if not as_json:
+            click.echo(b.format_table(report))
 
     click.echo(b.to_json(b.summary(reports, skipped)))
     if failed:
