@@ -9,7 +9,7 @@ still interrupts a blocked delivery.
 
 The one behaviour that changes: a message whose delivery was already under way when a rebalance
 suspended the flow may reach a stream after the rebalance. The agents therefore drop messages of
-partitions this worker no longer holds (`assigned_partitions` in the stage agents), and every
+partitions this worker no longer holds (`batching.by_held_partition`), and every
 other message is protected by the state's watermark and event-id dedup anyway.
 
 The body is faust-streaming 0.15.3's, otherwise unchanged; `install()` refuses other versions.

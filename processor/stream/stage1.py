@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import time
 
 from processor.domain.engine import Stage1
@@ -69,10 +70,7 @@ async def partition_state(tp) -> PartitionState:  # type: ignore[no-untyped-def]
 def stored_watermark(partition: int) -> int:
     """The committed watermark as stored (read fresh: this runs right after a recovery)."""
     raw = records(partition).get(meta_key(partition))
-    if raw is None:
-        return -1
-    import pickle
-    return int(pickle.loads(raw).watermark)
+    return -1 if raw is None else int(pickle.loads(raw).watermark)
 
 
 def _observe(result) -> None:  # type: ignore[no-untyped-def]
