@@ -15,8 +15,9 @@ is idle, produce N simulated events with a kafka-python producer (all encoded fi
 poll the worker's ``/metrics`` until stage 1 has counted every message, then poll ClickHouse
 ``ledger FINAL`` and the worker's consumer-group lag until the ledger stops growing and every
 input is committed (stage 2 and the sink lag far behind stage 1). Every id in the run (partners,
-events, orders, customers, deals, ...) carries a fresh run id, and the simulated clock starts in
-the month after the latest event already in ClickHouse, so runs never collide with each other's
+events, orders, customers, deals, ...) carries a fresh run id, and the simulated clock starts after
+the latest event already in the log (`processor.simulation`: `new_run_id`, `log_position`,
+`start_after`, shared with `incentives simulate`), so runs never collide with each other's
 partners, orders or closed periods.
 """
 from __future__ import annotations
@@ -30,7 +31,6 @@ import resource
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -40,7 +40,8 @@ from typing import Any
 from processor import topics
 from processor.codec import decode, encode
 from processor.config import Settings
-from processor.simulation import simulate
+from processor.domain.timeutil import iso_seconds
+from processor.simulation import log_position, new_run_id, simulate, start_after
 
 Echo = Callable[[str], None]
 
@@ -203,11 +204,10 @@ def tag_ids(event: dict[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
-def generate(n: int, seed: int, partners: int, start: str = DEFAULT_START,
-             prefix: str = "") -> list[dict[str, Any]]:
-    """The first `n` simulated events (JSON-ready dicts), ids prefixed with `prefix`."""
-    events = itertools.islice(simulate(seed, partners, start=start), n)
-    return [tag_ids(e, prefix) for e in events] if prefix else list(events)
+def generate(n: int, seed: int, partners: int, start: str | int = DEFAULT_START,
+             prefix: str = "SIM") -> list[dict[str, Any]]:
+    """The first `n` simulated events (JSON-ready dicts), every id starting with `prefix`."""
+    return list(itertools.islice(simulate(seed, partners, start=start, prefix=prefix), n))
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -541,17 +541,6 @@ class _ClickHouse:
         return int(self.scalar("SELECT count() FROM {db}.ledger FINAL WHERE partner_id LIKE %(p)s",
                                {"p": like}))
 
-    def next_month_after_latest_event(self) -> str | None:
-        """The first instant of the month after the latest recorded event, or None if none."""
-        rows = self.client.execute(f"SELECT count(), max(occurred_at) FROM {self.db}.events")
-        count, latest = rows[0]
-        if not count:
-            return None
-        year, month = latest.year, latest.month + 1
-        if month == 13:
-            year, month = year + 1, 1
-        return f"{year:04d}-{month:02d}-01T00:00:00Z"
-
 
 def pipeline_timeout(n: int) -> float:
     return PIPELINE_TIMEOUT_BASE + n / PIPELINE_TIMEOUT_MIN_RATE
@@ -573,8 +562,8 @@ def run_pipeline(settings: Settings, n: int = DEFAULT_PIPELINE_EVENTS, *, seed: 
             f"`incentives dev up` (same INCENTIVES_* settings: kafka {settings.kafka_bootstrap}, "
             f"worker web port {settings.web_port}, home {settings.home}).")
 
-    run_id = run_id or uuid.uuid4().hex[:8]
-    prefix = f"bench{run_id}-"
+    run_id = run_id or new_run_id()
+    prefix = f"bench-{run_id}"
     timeout = pipeline_timeout(n) if timeout is None else timeout
     report = Report("pipeline")
     load_before = _load()
@@ -582,12 +571,15 @@ def run_pipeline(settings: Settings, n: int = DEFAULT_PIPELINE_EVENTS, *, seed: 
     ch: _ClickHouse | None
     try:
         ch = _ClickHouse(settings)
-        start = ch.next_month_after_latest_event() or DEFAULT_START
     except Exception as e:  # noqa: BLE001 - any driver error: measure without the sink
         echo(f"pipeline: ClickHouse does not answer ({e!r:.200}); the sink figure is skipped")
-        ch, start = None, DEFAULT_START
+        ch = None
+    try:
+        start = iso_seconds(start_after(log_position(settings)))
+    except KafkaError as e:
+        raise StackNotReady(f"cannot read the log at {settings.kafka_bootstrap}: {e!r:.200}") from None
 
-    echo(f"pipeline: run {run_id}: simulating {n:,} events from {start[:7]} ({partners} partners) ...")
+    echo(f"pipeline: run {run_id}: simulating {n:,} events from {start[:10]} ({partners} partners) ...")
     t = time.perf_counter()
     events = generate(n, seed, partners, start=start, prefix=prefix)
     report.add("simulate (setup)", len(events), time.perf_counter() - t, "not timed in the pipeline")
@@ -627,7 +619,7 @@ def run_pipeline(settings: Settings, n: int = DEFAULT_PIPELINE_EVENTS, *, seed: 
         before = read_worker_metrics(settings)
         pids = stack_pids(settings)
         cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
-        ledger_before = ch.ledger_count(prefix + "%") if ch else 0
+        ledger_before = ch.ledger_count(prefix + "-%") if ch else 0
 
         echo(f"pipeline: sending {len(messages):,} messages to {settings.kafka_bootstrap} ...")
         t0 = time.perf_counter()
@@ -705,7 +697,7 @@ def run_pipeline(settings: Settings, n: int = DEFAULT_PIPELINE_EVENTS, *, seed: 
     # The sink (and stage 2, whose findings stage 1 applies) may be far behind stage 1: wait until
     # the run's ledger rows AND every worker counter have stopped moving.
     echo("pipeline: waiting until ClickHouse ledger FINAL stops growing and the worker has committed all ...")
-    probe = (lambda: ch.ledger_count(prefix + "%")) if ch is not None else None
+    probe = (lambda: ch.ledger_count(prefix + "-%")) if ch is not None else None
     since = time.perf_counter() - t0
     try:
         worker_at, ledger_at, idle = wait_until_idle(settings, lag, stable,
@@ -716,7 +708,7 @@ def run_pipeline(settings: Settings, n: int = DEFAULT_PIPELINE_EVENTS, *, seed: 
             lag.close()
     final = read_worker_metrics(settings)
     if ch is not None:
-        added = ch.ledger_count(prefix + "%") - ledger_before
+        added = ch.ledger_count(prefix + "-%") - ledger_before
         grew_at = since + ledger_at if ledger_at is not None else since
         report.add("sink: sent -> ledger FINAL stable" + ("" if idle else " (TIMED OUT)"), n, grew_at,
                    f"{added:,} ledger rows; last growth seen (poll 1 s)")

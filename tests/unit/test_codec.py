@@ -91,7 +91,7 @@ EXAMPLES: dict[str, str] = {
     "PointsAdjusted": line(
         "PointsAdjusted", '"adjustment_id":"ADJ-1","points":-150000,"reason":"manual fix","approved_by":"ops"'),
     "AlertResolved": line("AlertResolved", '"alert_id":"duplicate_order:P1:e-9","decision":"dismissed",'
-                                           '"analyst":"ana"'),
+                                           '"analyst":"ana","note":"reorder, checked with the customer"'),
     "AnomalyDetected": line(
         "AnomalyDetected",
         '"alert_id":"duplicate_order:P1:e-9","alert_type":"duplicate_order","severity":"high",'
