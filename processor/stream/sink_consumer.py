@@ -30,6 +30,7 @@ from prometheus_client import Counter, Gauge
 from processor import topics
 from processor.codec import InvalidEvent, decode
 from processor.codec.timestamps import format_iso_millis
+from processor.stream import log_check
 from processor.stream.metrics import SINK_STALLS
 from projections import sink as projection
 
@@ -179,8 +180,9 @@ def rows_of_batch(messages: Iterable[ConsumerRecord],
 # Logs that go backwards (pure checks)
 
 
-class LogWentBackwards(RuntimeError):
-    """A partition's log no longer holds the offsets the sink applied. Never retried: the worker stops."""
+class LogWentBackwards(log_check.LogWentBackwards):
+    """A partition's log no longer holds the offsets the sink applied (the sink's wording of the
+    stages' `log_check.LogWentBackwards`). Never retried: the worker stops."""
 
     def __init__(self, tp: TopicPartition, what: str) -> None:
         super().__init__(

@@ -213,8 +213,9 @@ def test_near_duplicate_order_alerts_once_for_a_sale_matching_several_earlier_sa
 # of M-3..M-1 (enrolled at or before the first instant of M-3) AND gross sales of the last 3 UTC days
 # of M > 50% of M's net. Either signal alone is an ordinary lumpy month: nothing.
 
-def march(enrolled_at, previous_cents, sales):
-    """Dec, Jan, Feb: one sale of `previous_cents` each; March: `sales` [(cents, at)]; close March."""
+def march(enrolled_at, previous_cents, sales, then=()):
+    """Dec, Jan, Feb: one sale of `previous_cents` each; March: `sales` [(cents, at)], then the
+    lines `then`; close March."""
     lines = [
         enrolled("P1", at=enrolled_at),
         sale("P1", "O12", amount_cents=previous_cents, at="2025-12-10T12:00:00Z"),
@@ -222,7 +223,7 @@ def march(enrolled_at, previous_cents, sales):
         sale("P1", "O02", amount_cents=previous_cents, at="2026-02-10T12:00:00Z"),
     ]
     lines += [sale("P1", f"O03-{i}", amount_cents=cents, at=at) for i, (cents, at) in enumerate(sales)]
-    return lines + [period_closed("2026-03", event_id="c3")]
+    return lines + list(then) + [period_closed("2026-03", event_id="c3")]
 
 
 def test_channel_stuffing_both_signals_raise_the_alert_and_hold_the_months_rebate():
@@ -296,32 +297,22 @@ def test_channel_stuffing_last_days_of_february_are_26_to_28():
 
 
 def test_channel_stuffing_last_three_days_compares_with_net_sales():
-    r = run([
-        enrolled("P1", at="2025-12-01T00:00:00Z"),
-        sale("P1", "O12", amount_cents=200_000, at="2025-12-10T12:00:00Z"),
-        sale("P1", "O01", amount_cents=200_000, at="2026-01-10T12:00:00Z"),
-        sale("P1", "O02", amount_cents=200_000, at="2026-02-10T12:00:00Z"),
-        sale("P1", "O1", amount_cents=1_500_000, at="2026-03-10T12:00:00Z"),
-        returned("P1", "O1", amount_cents=500_000, at="2026-03-15T12:00:00Z"),
-        # net 1500000 - 500000 + 1200000 = 2200000 > 3 x 200000; last 3 days gross 1200000 >
-        # 1100000 (50% of net) (against gross 2700000 it would be 1200000 < 1350000)
+    # net 1500000 - 500000 + 1200000 = 2200000 > 3 x 200000; last 3 days gross 1200000 > 1100000
+    # (50% of net) (against gross 2700000 it would be 1200000 < 1350000)
+    r = run(march("2025-12-01T00:00:00Z", 200_000, [(1_500_000, "2026-03-10T12:00:00Z")], then=[
+        returned("P1", "O03-0", amount_cents=500_000, at="2026-03-15T12:00:00Z"),
         sale("P1", "O2", amount_cents=1_200_000, at="2026-03-30T12:00:00Z"),
-        period_closed("2026-03", event_id="c3"),
-    ])
+    ]))
     assert alert_ids(r, "channel_stuffing") == ["channel_stuffing:P1:c3"]
     assert rebate(r, "P1") == (0, 66_000)  # 3% of 2200000
 
 
 def stuffed_march():
-    return [
-        enrolled("P1", at="2025-12-01T00:00:00Z"),
-        sale("P1", "O12", amount_cents=200_000, at="2025-12-10T12:00:00Z"),
-        sale("P1", "O01", amount_cents=200_000, at="2026-01-10T12:00:00Z"),
-        sale("P1", "O02", amount_cents=200_000, at="2026-02-10T12:00:00Z"),
+    # rebate 60000 cents, held by channel_stuffing:P1:c3
+    return march("2025-12-01T00:00:00Z", 200_000, [], then=[
         sale("P1", "O1", amount_cents=900_000, at="2026-03-10T12:00:00Z"),
         sale("P1", "O2", amount_cents=1_100_000, at="2026-03-29T12:00:00Z"),
-        period_closed("2026-03", event_id="c3"),  # rebate 60000 cents, held by channel_stuffing:P1:c3
-    ]
+    ])
 
 
 def test_period_close_writes_the_rebate_before_the_channel_stuffing_hold():
