@@ -93,7 +93,6 @@ def test_a_state_record_over_the_limit_stops_the_worker_and_a_restart_converges(
     assert wait_for(lambda: _entries(worker, pid), 40, timeout=120) == 40, worker_log_tail(worker)
     report = _verified(worker)
     assert report.get("verified") is True, _explain(report)
-    time.sleep(0)
 
 
 def test_a_log_that_went_backwards_stops_the_worker_naming_the_offsets(tmp_path, local_stack, make_stack_settings):
