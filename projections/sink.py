@@ -48,6 +48,7 @@ from clickhouse_driver import Client
 from clickhouse_driver import errors as ch_errors
 from prometheus_client import Counter
 
+from projections import kpi
 from projections.migrate import check_identifier
 from projections.migrate import client as make_client
 
@@ -78,7 +79,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "alerts": (
         "alert_id", "alert_type", "severity", "partner_id", "trigger_event_id", "hold_order_id",
-        "evidence", "status", "version", "occurred_at", "resolved_by", "held_points",
+        "evidence", "status", "version", "occurred_at", "resolved_by", "held_points", "raised_at",
     ),
     "redemptions": (
         "redemption_id", "partner_id", "decision", "reason", "reward", "points", "source_event_id",
@@ -95,7 +96,7 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
                "balance_held": "Int64", "occurred_at": "DateTime"},
     "tier_changes": {"occurred_at": "DateTime"},
     "alerts": {"hold_order_id": "Nullable(String)", "version": "UInt64", "occurred_at": "DateTime",
-               "held_points": "Int64"},
+               "held_points": "Int64", "raised_at": "DateTime"},
     "redemptions": {"points": "Int64", "occurred_at": "DateTime"},
     "rejections": {"occurred_at": "Nullable(DateTime)"},
 }
@@ -262,6 +263,8 @@ def alert_row(alert: Mapping[str, Any]) -> Row:
         "occurred_at": column_datetime(_pick(alert, "occurred_at")),
         "resolved_by": _text(alert.get("resolved_by")),
         "held_points": _int(alert.get("held_points") or 0),
+        # records written before stage 1 published raised_at: the state's own time
+        "raised_at": column_datetime(alert.get("raised_at") or _pick(alert, "occurred_at")),
     }
 
 
@@ -379,6 +382,10 @@ def insert_sql(database: str, table: str) -> str:
 # The sink
 
 
+def _size(params: Any) -> str:
+    return f"{len(params)} rows" if isinstance(params, list) else "a KPI rebuild"
+
+
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (ch_errors.NetworkError, ch_errors.SocketTimeoutError, EOFError, OSError)):
         return True
@@ -430,11 +437,29 @@ class ClickHouseSink:
         SINK_BATCHES.labels(table=table).inc()
         SINK_ROWS.labels(table=table).inc(len(params))
 
+    def rebuild_kpis(self, dirty: kpi.Dirty) -> int:
+        """Rebuild the KPI rollup rows of `dirty` (projections/kpi.py), retrying like ``write``;
+        returns the statements run."""
+        if not dirty:
+            return 0
+        with self._lock:
+            statements = kpi.rebuild(
+                lambda sql, params: self._insert_with_retry("kpi_partner_month", sql, params), self.database, dirty)
+        SINK_BATCHES.labels(table="kpi_partner_month").inc(statements)
+        return statements
+
+    def write_program_settings(self, rules_version: str, point_value_cents: int) -> None:
+        """Record the program's point value for the cost KPIs (`program_settings`)."""
+        with self._lock:
+            kpi.write_program_settings(
+                lambda sql, params: self._insert_with_retry("program_settings", sql, params), self.database,
+                rules_version, point_value_cents, datetime.now(UTC))
+
     def close(self) -> None:
         with self._lock:
             self._drop_client()
 
-    def _insert_with_retry(self, table: str, sql: str, params: list[tuple[Any, ...]]) -> None:
+    def _insert_with_retry(self, table: str, sql: str, params: Any) -> None:
         deadline = self._clock() + self.max_wait
         delay = self.initial_backoff
         attempt = 0
@@ -455,7 +480,7 @@ class ClickHouseSink:
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     raise SinkUnavailable(
-                        f"ClickHouse unreachable for {self.max_wait:g} s writing {len(params)} rows "
+                        f"ClickHouse unreachable for {self.max_wait:g} s writing {_size(params)} "
                         f"to {self.database}.{table} ({attempt} attempts): {exc}"
                     ) from exc
                 log.warning(

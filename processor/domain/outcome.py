@@ -107,6 +107,7 @@ class Step:
             "status": alert.status,
             "version": 1 if alert.status == "open" else 2,
             "occurred_at": self.occurred_iso,
+            "raised_at": iso_seconds(alert.occurred_ms),
             "resolved_by": resolved_by,
             "held_points": alert.held_points,
         })

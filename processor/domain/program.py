@@ -26,6 +26,16 @@ def _get(d: Mapping[str, Any], key: str, path: str, kind: type | tuple[type, ...
     return value
 
 
+def _point_value(d: Mapping[str, Any]) -> int:
+    """Optional `point_value_cents` (default 1: a point is worth a cent), a whole number >= 0."""
+    if "point_value_cents" not in d:
+        return 1
+    value = _get(d, "point_value_cents", "", int)
+    if value < 0:
+        raise ProgramError(f"program: key 'point_value_cents' must be >= 0, got {value!r}")
+    return value
+
+
 def _int_map(d: Mapping[str, Any], key: str, path: str) -> dict[str, int]:
     raw = _get(d, key, path, dict)
     for k, v in raw.items():
@@ -84,6 +94,8 @@ class Program:
     channel_stuffing: dict[str, int]
     return_spike: dict[str, int]
     deal_conflict_window_days: int
+    # what one point costs the program, in cents (reporting only: docs/kpis.md, cost)
+    point_value_cents: int = 1
 
     def tier_rank(self, tier: str) -> int:
         return self.tier_order.index(tier)
@@ -180,4 +192,5 @@ class Program:
             return_spike=spike,
             deal_conflict_window_days=_get(_get(anomalies, "deal_conflict", "anomalies.", dict), "window_days",
                                            "anomalies.deal_conflict.", int),
+            point_value_cents=_point_value(d),
         )

@@ -6,7 +6,8 @@ worker's throughput wall (STACK.md), and a group of its own means a ClickHouse o
 stage 1 or stage 2. Offsets are committed only after ClickHouse has the batch; while ClickHouse is
 down the task keeps retrying (Kafka holds the backlog) and catches up when it is back. Rows carry
 deterministic ids into ReplacingMergeTree tables, so the copies a retry or a restart writes never
-change a `FINAL` sum.
+change a `FINAL` sum. After each batch it rebuilds the KPI rollup rows of the partner-months the
+batch touched (projections/kpi.py), also before the commit.
 
 No record can halt it. An undecodable `partner-events` record is skipped (stage 1 dead-letters it
 and the DLQ projection records it). A record of an output topic or of the DLQ that cannot be a row
@@ -32,11 +33,11 @@ app); this module binds it to the worker's settings and runs it as a task.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from aiokafka import TopicPartition
 
-from processor.stream.app import app, settings
+from processor.stream.app import app, program, settings
 from processor.stream.delivery import crash_stop
 from processor.stream.sink_consumer import (  # noqa: F401  (re-exported: the sink's pure parts)
     SINK_BATCH,
@@ -55,6 +56,7 @@ from processor.stream.sink_consumer import (  # noqa: F401  (re-exported: the si
     rows_of_batch,
     supervise,
 )
+from projections import kpi
 from projections import sink as projection
 
 log = logging.getLogger(__name__)
@@ -67,16 +69,27 @@ _sink: projection.ClickHouseSink | None = None
 
 
 def _write(rows: Mapping[str, list[projection.Row]]) -> None:
+    """Write a batch's rows, then rebuild the KPI rollup rows they touch (projections/kpi.py):
+    both before the caller commits the batch's offsets, so a crash in between re-reads the batch
+    and rebuilds again."""
     global _sink
     if _sink is None:
-        _sink = projection.ClickHouseSink(settings, max_wait=30.0)
+        sink = projection.ClickHouseSink(settings, max_wait=30.0)
+        _keep_trying(lambda: sink.write_program_settings(program.version, program.point_value_cents))
+        _sink = sink
+    current = _sink
     for table, table_rows in rows.items():
-        while True:
-            try:
-                _sink.write(table, table_rows, mapped=True)
-                break
-            except projection.SinkUnavailable as exc:
-                log.warning("ClickHouse unavailable (%s); keeping the batch and retrying", exc)
+        _keep_trying(lambda: current.write(table, table_rows, mapped=True))  # noqa: B023 - called at once
+    _keep_trying(lambda: current.rebuild_kpis(kpi.touched(rows)))
+
+
+def _keep_trying(step: Callable[[], object]) -> None:
+    while True:
+        try:
+            step()
+            return
+        except projection.SinkUnavailable as exc:
+            log.warning("ClickHouse unavailable (%s); keeping the batch and retrying", exc)
 
 
 _COMMITTED: dict[TopicPartition, int] = {}   # what this process committed, across rebuilt consumers
