@@ -29,6 +29,7 @@ from processor.cli.bench import bench; main.add_command(bench)  # noqa: E402,E70
 main.add_command(simulate)
 from processor.cli.console import console; main.add_command(console)  # noqa: E402,E702,I001
 from processor.cli.alerts import alerts; main.add_command(alerts)  # noqa: E402,E702,I001
+from processor.cli.report import report_command; main.add_command(report_command)  # noqa: E402,E702,I001
 
 
 if __name__ == "__main__":

@@ -164,20 +164,28 @@ SELECT
     toDate(toStartOfMonth(occurred_at))                                                 AS month
 FROM {db}.tier_changes FINAL;
 
--- Each partner's tier at the end of each month (partners enrolled by then); ties between changes
--- at the same second go to the higher tier.
+-- Each partner's tier at the end of each month, from the month it first enrolled, and whether it
+-- is enrolled then (`enrolled`: not offboarded since its last enrolment). Ties between changes at
+-- the same second go to the higher tier.
 CREATE VIEW IF NOT EXISTS {db}.kpi_tier_month_end AS
 SELECT
     month,
     partner_id,
     segment,
     region,
+    enrolled,
     if(tier = '', 'registered', tier) AS tier
 FROM
 (
-    SELECT month, partner_id, segment, region
+    SELECT
+        month, partner_id, segment, region,
+        NOT (offboarded_at > toDateTime(0, 'UTC') AND offboarded_at < toDateTime(addMonths(month, 1), 'UTC')
+             AND last_enrolled_at <= offboarded_at) AS enrolled
     FROM (SELECT month FROM {db}.kpi_months) AS left_side
-    CROSS JOIN (SELECT partner_id, segment, region, enrolled_at FROM {db}.kpi_partners) AS right_side
+    CROSS JOIN
+    (
+        SELECT partner_id, segment, region, enrolled_at, last_enrolled_at, offboarded_at FROM {db}.kpi_partners
+    ) AS right_side
     WHERE enrolled_at > toDateTime(0, 'UTC') AND enrolled_at < toDateTime(addMonths(month, 1), 'UTC')
 ) AS left_side
 ANY LEFT JOIN

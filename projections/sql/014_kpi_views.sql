@@ -179,7 +179,8 @@ CROSS JOIN
     SELECT argMax(point_value_cents, written_at) AS point_value_cents FROM {db}.program_settings
 ) AS right_side;
 
--- tier distribution: each partner's tier at the end of the period (the last month of it known)
+-- tier distribution: each partner's tier at the end of the period (the last month of it known),
+-- partners enrolled then
 CREATE VIEW IF NOT EXISTS {db}.kpi_tier_distribution AS
 SELECT period_type, period, period_start, segment, region, tier, count() AS partners
 FROM
@@ -190,11 +191,13 @@ FROM
         multiIf(p.1 = 'month', substring(toString(p.2), 1, 7),
                 p.1 = 'quarter', concat(toString(toYear(p.2)), '-Q', toString(toQuarter(p.2))),
                 toString(toYear(p.2))) AS period,
-        partner_id, any(segment) AS segment, any(region) AS region, argMax(tier, month) AS tier
+        partner_id, any(segment) AS segment, any(region) AS region,
+        argMax(tier, month) AS tier, argMax(enrolled, month) AS enrolled_at_end
     FROM {db}.kpi_tier_month_end
     ARRAY JOIN [('month', month), ('quarter', toStartOfQuarter(month)), ('year', toStartOfYear(month))] AS p
     GROUP BY period_type, period_start, period, partner_id
 )
+WHERE enrolled_at_end
 GROUP BY period_type, period, period_start, segment, region, tier;
 
 -- tier progression: changes in the period, from -> to, upgrades and downgrades
@@ -212,8 +215,8 @@ FROM {db}.kpi_tier_changes
 ARRAY JOIN [('month', month), ('quarter', toStartOfQuarter(month)), ('year', toStartOfYear(month))] AS p
 GROUP BY period_type, period_start, period, from_tier, to_tier, direction;
 
--- retention of top-tier partners: of the partners gold or platinum at the end of the month before
--- the period (top_tier_at_start), those active in the period, still enrolled in its last month
+-- retention of top-tier partners: of the partners gold or platinum (and enrolled) at the end of
+-- the month before the period (top_tier_at_start), those active in the period, still enrolled in its last month
 -- and at the end of it in a tier at least as high (retained); rate = retained / top_tier_at_start
 CREATE VIEW IF NOT EXISTS {db}.kpi_retention AS
 SELECT
@@ -237,7 +240,7 @@ FROM
                 (
                     SELECT partner_id, tier, addMonths(month, 1) AS s
                     FROM {db}.kpi_tier_month_end
-                    WHERE tier IN ('gold', 'platinum')
+                    WHERE tier IN ('gold', 'platinum') AND enrolled
                 )
                 ARRAY JOIN arrayFilter(x -> x.1 = 'month' OR (x.1 = 'quarter' AND toMonth(s) IN (1, 4, 7, 10))
                                             OR (x.1 = 'year' AND toMonth(s) = 1),
@@ -316,6 +319,6 @@ GROUP BY period_type, period_start, period, alert_type, severity;
 -- open alerts and their age now, in days
 CREATE VIEW IF NOT EXISTS {db}.kpi_open_alerts AS
 SELECT alert_id, alert_type, severity, partner_id, raised_at, held_points,
-       (toUInt32(now()) - toUInt32(raised_at)) / 86400 AS age_days
+       greatest(0, toInt64(toUInt32(now())) - toInt64(toUInt32(raised_at))) / 86400 AS age_days
 FROM {db}.kpi_alerts
 WHERE status = 'open';
