@@ -235,6 +235,7 @@ def anomalies(v: Views, p: Period) -> dict[str, Any]:
     open_now = v.execute(
         f"SELECT count(), sum(held_points), quantileExact(0.5)(age_days), max(age_days) FROM {v.db}.kpi_open_alerts")
     count, held, median_age, max_age = open_now[0] if open_now else (0, 0, 0, 0)
+    count = int(count)
     forfeited = v.rows("kpi_cost", ("points_forfeited",), p)
     return {**_sums(rows, cols), "points_forfeited": sum(int(r["points_forfeited"]) for r in forfeited),
             "by_type": sorted(by_type.values(), key=lambda e: e["alert_type"]),

@@ -140,8 +140,8 @@ FROM
         GROUP BY partner_id, month, kind, unit
     )
     GROUP BY partner_id, month
-)
-ANY FULL OUTER JOIN
+) AS events_side
+ALL FULL OUTER JOIN
 (
     SELECT
         partner_id,
@@ -165,7 +165,7 @@ ANY FULL OUTER JOIN
     FROM {db}.ledger FINAL
     WHERE {window}
     GROUP BY partner_id, month
-)
+) AS ledger_side
 USING (partner_id, month)
 """
 

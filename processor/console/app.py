@@ -77,6 +77,7 @@ def make_app(settings: Settings, *, users_path: Path | None = None,
     app.router.add_post("/resolve", pages.resolve_form)
     app.router.add_get("/partners", pages.partner_jump)
     app.router.add_get("/partners/{partner_id:.+}", pages.partner_page)
+    app.router.add_get("/program", pages.program_page)
     app.router.add_get("/api/alerts", api.list_alerts)
     app.router.add_get("/api/alerts/{alert_id:.+}", api.get_alert)
     app.router.add_get("/api/counts", api.counts)

@@ -1,4 +1,4 @@
-"""The server-rendered pages: sign-in, the alert queue, an alert, a partner.
+"""The server-rendered pages: sign-in, the alert queue, an alert, a partner, the program.
 
 Pages are rendered on the server (Jinja2, autoescaped) so they work before any script runs; the
 small scripts in `static/` only add the live feed, ages that tick and the counts. Decisions are
@@ -158,6 +158,15 @@ async def partner_page(request: web.Request) -> web.Response:
     open_alerts = [a for a in partner["alerts"] if a["status"] == "open"]
     past_alerts = [a for a in partner["alerts"] if a["status"] != "open"]
     return render(request, "partner.html", partner=partner, open_alerts=open_alerts, past_alerts=past_alerts)
+
+
+async def program_page(request: web.Request) -> web.Response:
+    """The program KPIs by month as inline SVG charts, and the latest month's headline figures."""
+    from processor.console import program
+
+    data = await api.desk(program.overview, api.settings_of(request))
+    return render(request, "program.html", data=data, charts=program.charts(data) if data else [],
+                  window=program.WINDOW_MONTHS)
 
 
 def _notice(query: Any) -> str:

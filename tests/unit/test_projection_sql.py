@@ -388,3 +388,51 @@ def test_events_rekeying_keeps_rows_after_a_run_stopped_anywhere_on_current_clic
                                 "ORDER BY partner_id, event_id") == [["P1", "e1"], ["P1", "e3"], ["P2", "e2"]]
     described = _query(chdb_session, f"DESCRIBE TABLE {db}.events")
     assert tuple(row[0] for row in described) == sk.TABLE_COLUMNS["events"]
+
+
+# --------------------------------------------------------------------------------------------
+# The KPI rollup and views on current ClickHouse: the worked program of tests/kpi_worked.py
+
+
+def _literal(value) -> str:
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_literal(v) for v in value) + ")"
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return str(value)
+
+
+def _execute_on(session):
+    """`execute(sql, params)` for chdb, filling in clickhouse-driver style %(name)s parameters."""
+    def execute(sql: str, params: dict | None = None) -> list[tuple]:
+        if params:
+            sql = re.sub(r"%\((\w+)\)s", lambda m: _literal(params[m[1]]), sql)
+        return [tuple(row) for row in _query(session, sql)]
+    return execute
+
+
+def test_kpi_rollup_and_views_give_the_worked_figures_on_current_clickhouse(chdb_session):
+    from processor.projection_load import project_lines
+    from processor.report import parse_period, report
+    from projections import kpi
+    from tests.kpi_worked import EXPECTED, WORKED
+
+    db = "kpi_unit"
+    _apply(chdb_session, mig.load_migrations(), db)
+    rows = project_lines(WORKED)
+    for _ in range(2):                                    # a redelivery
+        for table, table_rows in rows.items():
+            lines = []
+            for values in sk.row_tuples(table, table_rows, mapped=True):
+                lines.append(json.dumps({name: value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, datetime)
+                                         else value for name, value in zip(sk.TABLE_COLUMNS[table], values,
+                                                                           strict=True)}))
+            chdb_session.query(f"INSERT INTO {db}.{table} FORMAT JSONEachRow\n" + "\n".join(lines))
+    execute = _execute_on(chdb_session)
+    kpi.write_program_settings(lambda sql, params: chdb_session.query(
+        sql + " (" + ", ".join(_literal(str(v)) for v in params[0]) + ")"), db, "v1", 1,
+        datetime(2026, 12, 1, tzinfo=UTC))
+    kpi.rebuild(execute, db, kpi.touched(rows))
+    reports = {period: report(execute, db, parse_period(period)) for period in {p for p, _, _ in EXPECTED}}
+    got = {(period, family, key): reports[period][family][key] for period, family, key in EXPECTED}
+    assert got == EXPECTED
