@@ -10,6 +10,13 @@ rebuild reads only the parts of one month and the granules of the partners asked
 follows the batch, not the length of the log. Dashboards then read the rollup (one row per
 partner and month) instead of scanning the ledger. docs/decisions.md weighs the alternatives.
 
+Why the newest rebuild wins. The sink writes a batch's rows and then rebuilds their
+partner-months, before it commits the batch's offsets; so every row, once committed, has been
+followed by a rebuild that read it. When two rebuilds of one partner-month race (two sinks, or a
+retry), the one that read last read everything both had written. Its `version`, the count of
+source rows it read (events, refused events, ledger entries), is then the highest, and
+ReplacingMergeTree(version) keeps it; equal versions mean the same rows were read.
+
 What counts (docs/kpis.md has each definition):
 - events the processor refused (a `rejections` row with the same partner and event id) count for
   nothing;
@@ -79,7 +86,7 @@ def rebuild_sql(database: str) -> str:
     return f"""
 INSERT INTO {db}.kpi_partner_month ({", ".join(COLUMNS)})
 SELECT
-    partner_id, month, ev_rows + led_rows AS version,
+    partner_id, month, ev_rows + refused_rows + led_rows AS version,
     enrolled_at, segment, region, offboarded_at,
     sales, gross_sales_cents, returns_cents, deals_registered, deal_volume_cents, deals_won, deals_lost,
     trainings, certifications, marketing_activities,
@@ -92,6 +99,7 @@ FROM
         partner_id,
         month,
         sum(unit_rows)                                                              AS ev_rows,
+        sum(unit_refused)                                                           AS refused_rows,
         minIf(first_at, kind = 'PartnerEnrolled' AND ok)                            AS enrolled_at,
         argMinIf(visitParamExtractString(first_payload, 'segment'), first_at,
                  kind = 'PartnerEnrolled' AND ok)                                   AS segment,
@@ -125,6 +133,7 @@ FROM
                concat('order:', visitParamExtractString(payload, 'order_id')),
                concat('event:', event_id))                                           AS unit,
             count()                                                                  AS unit_rows,
+            countIf(refused)                                                         AS unit_refused,
             countIf(NOT refused) > 0                                                 AS ok,
             minIf(occurred_at, NOT refused)                                          AS first_at,
             argMinIf(payload, kafka_offset, NOT refused)                             AS first_payload

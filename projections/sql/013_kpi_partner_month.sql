@@ -2,9 +2,10 @@
 -- occurred_at, rebuilt from the ledger and the events by projections/kpi.py (the sink runs it for
 -- the partner-months of every batch before it commits the batch's offsets). A rebuild reads its
 -- sources with FINAL, so it is exact whatever copies they hold, and writing it again only adds a
--- copy of the same row. `version` is the number of distinct source rows the rebuild read
--- (events + ledger entries of that partner-month): sources only grow, so a later rebuild never has
--- a lower version, and ReplacingMergeTree(version) keeps the newest (the last inserted on a tie).
+-- copy of the same row. `version` counts what the rebuild read: the partner-month's distinct events
+-- and ledger entries, plus its events found refused (a `rejections` row). All only grow, so a
+-- rebuild that read more has a higher version, equal versions read the same rows, and
+-- ReplacingMergeTree(version) keeps the most complete, whichever order two sinks write them in.
 -- Datetimes that do not apply are 1970-01-01 00:00:00 (0).
 CREATE TABLE IF NOT EXISTS {db}.kpi_partner_month
 (
