@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from processor.config import Settings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 GRAFANA_PROVISIONING = ROOT / "deploy/grafana/provisioning"
+GRAFANA_DASHBOARDS = ROOT / "deploy/grafana/dashboards"
+CLICKHOUSE_USERS_D = ROOT / "deploy/clickhouse/compose-users.d"
 
 TOP_LEVEL_KEYS = {"version", "name", "services", "networks", "volumes", "configs", "secrets", "include"}
 DEPENDS_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
@@ -31,10 +34,11 @@ PORT_RE = re.compile(
 BIND_VAR = "INCENTIVES_BIND_ADDRESS"
 BIND_REF = "${INCENTIVES_BIND_ADDRESS:-127.0.0.1}"
 # Variables compose must refuse to start without (no default anywhere).
-REQUIRED_VARS = {"CLICKHOUSE_PASSWORD", "GRAFANA_ADMIN_USER", "GRAFANA_ADMIN_PASSWORD"}
+REQUIRED_VARS = {"CLICKHOUSE_PASSWORD", "CLICKHOUSE_READER_PASSWORD", "GRAFANA_ADMIN_USER", "GRAFANA_ADMIN_PASSWORD"}
 # An example .env for the interpolation tests (never a real secret).
 SAMPLE_ENV = {
     "CLICKHOUSE_PASSWORD": "ch-secret",
+    "CLICKHOUSE_READER_PASSWORD": "ch-reader-secret",
     "GRAFANA_ADMIN_USER": "gf-admin",
     "GRAFANA_ADMIN_PASSWORD": "gf-secret",
 }
@@ -184,6 +188,79 @@ def _grafana_files() -> dict[str, Any]:
         if path.suffix in (".yml", ".yaml"):
             files[str(path.relative_to(ROOT))] = yaml.safe_load(path.read_text())
     return files
+
+
+# --- the read-only ClickHouse user of Grafana (issue 12, item 5) ---------------------------------------
+
+READER_USERS_FILE = CLICKHOUSE_USERS_D / "grafana.xml"
+READER_MOUNT_TARGET = "/etc/clickhouse-server/users.d/grafana.xml"
+# password elements ClickHouse accepts in users.xml: each must be empty and take its value from_env
+PASSWORD_TAGS = ("password", "password_sha256_hex", "password_double_sha1_hex", "password_bcrypt_hash")
+
+
+@dataclass(frozen=True)
+class ReaderUser:
+    name: str
+    password_env: str
+    profile: str
+    readonly: str
+
+
+def clickhouse_users_problems(root: ET.Element, server_env: Mapping[str, str]) -> list[str]:
+    """Users in a users.d file: a password only from a required variable of the clickhouse service, and a
+    profile with readonly=1 (the file holds read-only users only)."""
+    problems = []
+    profiles = {p.tag: p for p in root.findall("./profiles/*")}
+    users = root.findall("./users/*")
+    if not users:
+        problems.append("no user defined")
+    for user in users:
+        secrets = [el for el in user if el.tag in PASSWORD_TAGS]
+        if len(secrets) != 1:
+            problems.append(f"{user.tag}: needs exactly one password element, has {[el.tag for el in secrets]}")
+        for el in secrets:
+            var = el.get("from_env")
+            if (el.text or "").strip() or not var:
+                problems.append(f"{user.tag}: <{el.tag}> is a literal, use from_env=\"VAR\"")
+            elif not REQUIRED_REF_RE.fullmatch(server_env.get(var, "")):
+                problems.append(f"{user.tag}: {var} is not set on the clickhouse service as ${{VAR:?message}}")
+        profile = profiles.get(user.findtext("profile", default=""))
+        readonly = profile.findtext("readonly", default="") if profile is not None else ""
+        if readonly.strip() != "1":
+            problems.append(f"{user.tag}: its profile must set <readonly>1</readonly>, has {readonly!r}")
+        if (user.findtext("access_management", default="0") or "0").strip() != "0":
+            problems.append(f"{user.tag}: access_management must stay off")
+    return problems
+
+
+def reader_user(path: Path = READER_USERS_FILE) -> ReaderUser:
+    root = ET.parse(path).getroot()
+    (user,) = root.findall("./users/*")
+    profile_name = user.findtext("profile", default="")
+    profile = root.find(f"./profiles/{profile_name}")
+    assert profile is not None, f"profile {profile_name} missing"
+    password = user.find("password")
+    assert password is not None
+    return ReaderUser(user.tag, password.get("from_env", ""), profile_name, profile.findtext("readonly", default=""))
+
+
+def _mounts(service: dict) -> dict[str, tuple[str, str]]:
+    """Bind mounts of a service: container path -> (host path, mode)."""
+    out = {}
+    for vol in service.get("volumes") or []:
+        if isinstance(vol, dict):
+            out[vol["target"]] = (vol.get("source", ""), "ro" if vol.get("read_only") else "rw")
+        else:
+            parts = vol.split(":")
+            out[parts[1]] = (parts[0], parts[2] if len(parts) > 2 else "rw")
+    return out
+
+
+def _expanded_clickhouse_datasource(grafana_env: Mapping[str, str]) -> dict:
+    """The ClickHouse data source after Grafana expands ${VAR} from its container environment."""
+    ds_text = (GRAFANA_PROVISIONING / "datasources/clickhouse.yml").read_text()
+    ds_text = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: grafana_env[m.group(1) or m.group(2)], ds_text)
+    return {d["type"]: d for d in yaml.safe_load(ds_text)["datasources"]}["grafana-clickhouse-datasource"]
 
 
 @pytest.fixture(scope="module")
@@ -448,12 +525,13 @@ def test_credentials_are_the_same_everywhere(resolved):
     gf = _env(resolved["grafana"])
     assert gf["GF_SECURITY_ADMIN_USER"] == SAMPLE_ENV["GRAFANA_ADMIN_USER"]
     assert gf["GF_SECURITY_ADMIN_PASSWORD"] == SAMPLE_ENV["GRAFANA_ADMIN_PASSWORD"]
-    # the ClickHouse data source, expanded by Grafana from its container environment, logs in as the server's user
-    ds_text = (GRAFANA_PROVISIONING / "datasources/clickhouse.yml").read_text()
-    ds_text = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: gf[m.group(1) or m.group(2)], ds_text)
-    ch_ds = {d["type"]: d for d in yaml.safe_load(ds_text)["datasources"]}["grafana-clickhouse-datasource"]
-    assert ch_ds["jsonData"]["username"] == ch["CLICKHOUSE_USER"]
-    assert ch_ds["secureJsonData"]["password"] == ch["CLICKHOUSE_PASSWORD"]
+    # the ClickHouse data source, expanded by Grafana from its container environment, logs in as the server's
+    # read-only user, with the password the server reads from its own environment for that user
+    ch_ds = _expanded_clickhouse_datasource(gf)
+    reader = reader_user()
+    assert ch_ds["jsonData"]["username"] == reader.name != ch["CLICKHOUSE_USER"]
+    assert ch_ds["secureJsonData"]["password"] == ch[reader.password_env] == SAMPLE_ENV["CLICKHOUSE_READER_PASSWORD"]
+    assert ch_ds["secureJsonData"]["password"] != ch["CLICKHOUSE_PASSWORD"]
     # the ClickHouse healthcheck reads the container's own (required) credentials
     assert "$CLICKHOUSE_PASSWORD" in " ".join(resolved["clickhouse"]["healthcheck"]["test"])
 
@@ -466,12 +544,106 @@ def test_grafana_provisioning_has_no_literal_secret(services):
 
 def test_no_well_known_default_credentials_anywhere():
     paths = [ROOT / "docker-compose.yml", ROOT / "Dockerfile"]
-    paths += [p for d in ("deploy/grafana", "deploy/prometheus") for p in (ROOT / d).rglob("*") if p.is_file()]
+    paths += [p for d in ("deploy/grafana", "deploy/prometheus", "deploy/clickhouse/compose-users.d")
+              for p in (ROOT / d).rglob("*") if p.is_file()]
     for path in paths:
         text = path.read_text()
-        for stale in ("admin/admin", "incentives/incentives", "${GRAFANA_ADMIN_PASSWORD:-", "${CLICKHOUSE_PASSWORD:-"):
+        for stale in ("admin/admin", "incentives/incentives", "${GRAFANA_ADMIN_PASSWORD:-", "${CLICKHOUSE_PASSWORD:-",
+                      "${CLICKHOUSE_READER_PASSWORD:-", "reader/reader", "<password>reader</password>"):
             assert stale not in text, f"{path.relative_to(ROOT)}: {stale}"
     assert not re.search(r"(?i)(password|secret|token)\w*[ =]", (ROOT / "Dockerfile").read_text()), "secret in image"
+
+
+def test_clickhouse_has_a_read_only_user_for_grafana(services):
+    ch = services["clickhouse"]
+    env = _env(ch)
+    # mounted as one file, so the image's entrypoint can still write its own users.d/default-user.xml
+    source, mode = _mounts(ch)[READER_MOUNT_TARGET]
+    assert (ROOT / source).resolve() == READER_USERS_FILE and mode == "ro"
+    root = ET.parse(READER_USERS_FILE).getroot()
+    assert root.tag == "clickhouse"
+    assert clickhouse_users_problems(root, env) == []
+    reader = reader_user()
+    assert reader.readonly == "1" and reader.name != _env(ch)["CLICKHOUSE_USER"]
+    assert reader.password_env == "CLICKHOUSE_READER_PASSWORD"
+    assert REQUIRED_REF_RE.fullmatch(env[reader.password_env])
+    user = root.find(f"./users/{reader.name}")
+    assert user is not None
+    assert [db.text for db in user.findall("./allow_databases/database")] == [env["CLICKHOUSE_DB"]]
+    assert user.findall("./networks/ip"), "a user without <networks> cannot log in"
+    # the plugin (clickhouse-go) sets max_execution_time on every query: readonly=1 must still allow that one
+    constraint = root.find(f"./profiles/{reader.profile}/constraints/max_execution_time")
+    assert constraint is not None and constraint.find("changeable_in_readonly") is not None
+    ds = _expanded_clickhouse_datasource({"CLICKHOUSE_READER_PASSWORD": "x"})
+    assert int(ds["jsonData"]["queryTimeout"]) + 10 <= int(constraint.findtext("max", default="0"))
+
+
+def test_grafana_gets_only_the_read_only_credentials(services):
+    gf = _env(services["grafana"])
+    assert "CLICKHOUSE_PASSWORD" not in gf and "CLICKHOUSE_USER" not in gf, "grafana needs no read-write credentials"
+    ch_ds = _expanded_clickhouse_datasource(gf)
+    assert ch_ds["jsonData"]["username"] == reader_user().name
+    assert ch_ds["uid"] == "clickhouse"
+    ds_vars = set(re.findall(r"\$\{(\w+)\}", (GRAFANA_PROVISIONING / "datasources/clickhouse.yml").read_text()))
+    assert ds_vars == {"CLICKHOUSE_READER_PASSWORD"}
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(lambda root: _reader_password(root).set("from_env", ""), id="no-from-env"),
+        pytest.param(lambda root: setattr(_reader_password(root), "text", "reader"), id="literal-and-from-env"),
+        pytest.param(lambda root: _replace_password(root, "password", "hunter2"), id="literal-password"),
+        pytest.param(lambda root: _replace_password(root, "password_sha256_hex", "ab" * 32), id="literal-sha256"),
+        pytest.param(lambda root: _reader_password(root).set("from_env", "GRAFANA_DS_PASSWORD"),
+                     id="variable-not-on-clickhouse"),
+        pytest.param(lambda root: _readonly(root, "0"), id="readonly-0"),
+        pytest.param(lambda root: _readonly(root, "2"), id="readonly-2-settings-changeable"),
+        pytest.param(lambda root: _readonly(root, None), id="no-readonly"),
+        pytest.param(lambda root: setattr(root.find("./users/*/access_management"), "text", "1"),
+                     id="access-management"),
+    ],
+)
+def test_clickhouse_users_checker_reports_unsafe_users(services, mutate):
+    root = copy.deepcopy(ET.parse(READER_USERS_FILE).getroot())
+    mutate(root)
+    assert clickhouse_users_problems(root, _env(services["clickhouse"])), "the checker missed an unsafe user"
+
+
+def _reader_password(root: ET.Element) -> ET.Element:
+    password = root.find("./users/*/password")
+    assert password is not None
+    return password
+
+
+def _replace_password(root: ET.Element, tag: str, value: str) -> None:
+    user = root.find("./users/*")
+    assert user is not None
+    user.remove(_reader_password(root))
+    ET.SubElement(user, tag).text = value
+
+
+def _readonly(root: ET.Element, value: str | None) -> None:
+    for profile in root.findall("./profiles/*"):
+        readonly = profile.find("readonly")
+        if readonly is not None:
+            if value is None:
+                profile.remove(readonly)
+            else:
+                readonly.text = value
+
+
+def test_grafana_provisions_the_dashboards_from_the_mount(services):
+    cfg = yaml.safe_load((GRAFANA_PROVISIONING / "dashboards/dashboards.yml").read_text())
+    assert cfg["apiVersion"] == 1
+    (provider,) = cfg["providers"]
+    assert provider["type"] == "file"
+    mounts = _mounts(services["grafana"])
+    source, mode = mounts[provider["options"]["path"]]
+    assert (ROOT / source).resolve() == GRAFANA_DASHBOARDS and mode == "ro"
+    assert mounts["/etc/grafana/provisioning"][0] == "./deploy/grafana/provisioning"
+    assert {p.name for p in GRAFANA_DASHBOARDS.glob("*.json")} >= {
+        "program-overview.json", "partner-drilldown.json", "fraud.json"}
 
 
 def _set(service: str, key: str, value: Any) -> Callable[[dict], None]:
@@ -570,8 +742,10 @@ def _ds_password(value: str) -> dict:
         pytest.param(lambda files, env: files[DS].update(_ds_password("incentives")), id="literal-password"),
         pytest.param(lambda files, env: files[DS].update(_ds_password("${GRAFANA_DS_PASSWORD}")),
                      id="variable-not-on-service"),
-        pytest.param(lambda files, env: env.update(CLICKHOUSE_PASSWORD="${CLICKHOUSE_PASSWORD:-incentives}"),
-                     id="service-variable-has-default"),
+        pytest.param(lambda files, env: env.update(
+            CLICKHOUSE_READER_PASSWORD="${CLICKHOUSE_READER_PASSWORD:-reader}"), id="service-variable-has-default"),
+        pytest.param(lambda files, env: files[DS].update(_ds_password("${CLICKHOUSE_PASSWORD}")),
+                     id="read-write-password-not-on-service"),
         pytest.param(lambda files, env: files[DS]["datasources"][1].update(basicAuthPassword="admin"),
                      id="basic-auth-literal"),
         pytest.param(lambda files, env: files.update({"x/dashboards.yml": {"apiKey": "eyJrIjoi"}}), id="api-key-file"),
