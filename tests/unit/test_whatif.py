@@ -123,3 +123,25 @@ def test_command_refuses_a_bad_program_naming_the_key(tmp_path):
     same = program_file(tmp_path, "default-2026.12.1")
     result = CliRunner().invoke(main, ["whatif", "--program", str(same), "--source", str(log)])
     assert result.exit_code == 2 and "version" in result.output
+
+
+def test_the_recorded_log_path_folds_avro_records_per_partition(tmp_path):
+    """`--source kafka` folds what `read_log` returns ({partition: [(offset, bytes)]}) with the Kafka
+    replay's code; the same rule change gives the same difference as the file."""
+    from processor.codec import encode, from_json_line
+    from processor.whatif import fold_log
+
+    log: dict[int, list[tuple[int, bytes]]] = {0: [], 1: []}
+    for line in WORKED:
+        event = from_json_line(line)
+        partitions = [0, 1] if event["partner_id"] == "*" else [0 if event["partner_id"] in ("P1", "P3") else 1]
+        for p in partitions:                       # a PeriodClosed is written into every partition
+            log[p].append((len(log[p]), encode(event)))
+    log[1].append((len(log[1]), b"\x00not avro"))  # a poison record is a rejection, in both folds
+    current, proposed = load_program(), load_program(program_file(tmp_path, "sw-250", ("software: 200",
+                                                                                     "software: 250")))
+    before, after = fold_log(log, current), fold_log(log, proposed)
+    assert len(before["rejections"]) == len(after["rejections"]) >= 1
+    doc = compare(before, after, current, proposed)
+    assert set(doc["differences"]) == {"P1"}
+    assert doc["differences"]["P1"]["points_awarded"]["difference"] == 1_000
