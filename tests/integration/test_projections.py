@@ -199,10 +199,13 @@ def test_events_rekeying_keeps_rows_after_a_run_stopped_anywhere(clickhouse_sett
     migrations = load_migrations()
     rekey = migrations[9]
     assert rekey.name == "010_events_keyed_by_partner"
-    old_dir = tmp_path / "sql"
+    old_dir, upto_010 = tmp_path / "sql", tmp_path / "sql-010"
     old_dir.mkdir()
+    upto_010.mkdir()
     for m in migrations[:9]:
         (old_dir / f"{m.name}.sql").write_text(m.sql)
+    for m in migrations[:10]:
+        (upto_010 / f"{m.name}.sql").write_text(m.sql)
     db = f"proj_rekey_{uuid.uuid4().hex[:8]}"
     test_settings = dataclasses.replace(clickhouse_settings, clickhouse_database=db)
     conn = client(test_settings, database="default")
@@ -219,13 +222,61 @@ def test_events_rekeying_keeps_rows_after_a_run_stopped_anywhere(clickhouse_sett
         steps = rekey.steps(db)
         assert len(steps) == 4
         apply_steps(steps[:stop_after], conn.execute)
-        assert migrate(test_settings) == [rekey.name]
-        assert migrate(test_settings) == []
+        assert migrate(test_settings, directory=upto_010) == [rekey.name]
+        assert migrate(test_settings, directory=upto_010) == []
         apply_steps(steps, conn.execute)  # as if the finished run had not been recorded
 
         assert conn.execute(sorting_key) == [("events", "partner_id, event_id")]
         assert conn.execute(f"SELECT partner_id, event_id, kafka_offset FROM {db}.events FINAL "
                             "ORDER BY partner_id, event_id") == [("R1", "e1", 1), ("R1", "e3", 4), ("R2", "e1", 2)]
+    finally:
+        conn.execute(f"DROP DATABASE IF EXISTS {db}")
+        conn.disconnect()
+
+
+@pytest.mark.parametrize("stop_after", range(9))
+def test_month_partitioning_keeps_rows_after_a_run_stopped_anywhere(clickhouse_settings, tmp_path, stop_after):
+    """A database at migration 010 with ledger and event rows (copies included); migration 011
+    stops after ``stop_after`` of its steps (8: all done but not recorded), then ``migrate`` runs
+    the rest, and its steps run once more. Every stored row is kept and the copies still collapse."""
+    migrations = load_migrations()
+    by_month = migrations[10]
+    assert by_month.name == "011_ledger_events_by_month"
+    old_dir = tmp_path / "sql"
+    old_dir.mkdir()
+    for m in migrations[:10]:
+        (old_dir / f"{m.name}.sql").write_text(m.sql)
+    db = f"proj_months_{uuid.uuid4().hex[:8]}"
+    test_settings = dataclasses.replace(clickhouse_settings, clickhouse_database=db)
+    conn = client(test_settings, database="default")
+    entries = [ledger_entry("M1", seq, "earn", 100 * seq) for seq in (1, 2, 3)]
+    entries[2]["occurred_at"] = "2026-11-02T08:00:00Z"
+    try:
+        migrate(test_settings, directory=old_dir)
+        sink = ClickHouseSink(test_settings, max_wait=10)
+        try:
+            for _ in range(2):                                    # a redelivery
+                sink.write("ledger", entries)
+                sink.write("events", [event_row({"event_id": f"e{n}", "event_type": "SaleRecorded",
+                                                 "partner_id": "M1", "occurred_at": at}, "{}", "partner-events",
+                                                0, n) for n, at in ((1, "2026-10-05T12:00:00Z"),
+                                                                    (2, "2026-11-05T12:00:00Z"))])
+        finally:
+            sink.close()
+        steps = by_month.steps(db)
+        assert len(steps) == 8
+        apply_steps(steps[:stop_after], conn.execute)
+        assert by_month.name in migrate(test_settings)
+        apply_steps(steps, conn.execute)  # as if the finished run had not been recorded
+
+        keys = conn.execute(f"SELECT name, partition_key FROM system.tables WHERE database = '{db}' "
+                            "AND name IN ('ledger', 'events') ORDER BY name")
+        assert keys == [("events", "toYYYYMM(occurred_at)"), ("ledger", "toYYYYMM(occurred_at)")]
+        assert conn.execute(f"SELECT seq, delta_available FROM {db}.ledger FINAL ORDER BY seq") == [
+            (1, 100), (2, 200), (3, 300)]
+        assert conn.execute(f"SELECT event_id FROM {db}.events FINAL ORDER BY event_id") == [("e1",), ("e2",)]
+        assert conn.execute(f"SELECT count() FROM system.tables WHERE database = '{db}' "
+                            "AND name LIKE '%unpartitioned'") == [(0,)]
     finally:
         conn.execute(f"DROP DATABASE IF EXISTS {db}")
         conn.disconnect()
