@@ -114,6 +114,11 @@ EXPECTED: dict[tuple[str, str, str], object] = {
     ("2026-Q1", "cost", "program_cost_cents"): 490_850,
     ("2026-Q1", "cost", "incremental_net_sales_cents"): 13_900_000,
     ("2026-Q1", "cost", "cost_per_incremental_dollar"): 0.0353,   # 490,850 / 13,900,000
+    # baselines from the 12 months before: P1 $32,500, P2 $100,500, P3 $6,000 (Jan-Mar), times
+    # 1/12 for April (floor: 270,833 + 837,500 + 50,000) and 3/12 for Q2; nobody sold in April
+    ("2026-04", "cost", "baseline_net_sales_cents"): 1_158_333,
+    ("2026-04", "cost", "incremental_net_sales_cents"): 0,
+    ("2026-Q2", "cost", "baseline_net_sales_cents"): 3_475_000,
     # days to first points: P1 1, P2 2, P3 1, P4 1
     ("2026-Q1", "time_to_first_value", "partners_with_points"): 4,
     ("2026-Q1", "time_to_first_value", "median_days"): 1.0,

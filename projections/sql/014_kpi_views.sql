@@ -158,18 +158,25 @@ FROM
         ) AS left_side
         ANY LEFT JOIN
         (
-            -- each month's net sales, in every period whose 12 months before it hold that month
-            SELECT t.1 AS period_type, t.2 AS period_start, partner_id, sum(net_sales_cents) AS before_12_cents
+            -- per partner and month s of its grid: the net sales of the (up to) 12 months before s,
+            -- from its months in order (the grid has no gaps); then s as the start of each period
+            SELECT t.1 AS period_type, t.2 AS period_start, partner_id, before_12_cents
             FROM
             (
-                SELECT partner_id, net_sales_cents, addMonths(month, k) AS s
-                FROM {db}.kpi_partner_grid
-                ARRAY JOIN arrayMap(i -> i + 1, range(12)) AS k
+                SELECT partner_id, months[i] AS s,
+                       arraySum(arraySlice(nets, if(i > 12, i - 12, 1), i - if(i > 12, i - 12, 1))) AS before_12_cents
+                FROM
+                (
+                    SELECT partner_id, arraySort(groupArray(month)) AS months,
+                           arrayMap(x -> x.2, arraySort(x -> x.1, groupArray((month, net_sales_cents)))) AS nets
+                    FROM {db}.kpi_partner_grid
+                    GROUP BY partner_id
+                )
+                ARRAY JOIN arrayEnumerate(months) AS i
             )
             ARRAY JOIN arrayFilter(x -> x.1 = 'month' OR (x.1 = 'quarter' AND toMonth(s) IN (1, 4, 7, 10))
                                         OR (x.1 = 'year' AND toMonth(s) = 1),
                                    [('month', s), ('quarter', s), ('year', s)]) AS t
-            GROUP BY period_type, period_start, partner_id
         ) AS right_side USING (period_type, period_start, partner_id)
     )
     GROUP BY period_type, period, period_start, segment, region
