@@ -42,9 +42,9 @@ def chain_breaks(entries: Iterable[dict[str, Any]]) -> list[tuple[int, str]]:
     is reported where it is, not again at every later entry."""
     breaks: list[tuple[int, str]] = []
     expected, prev = 1, ZERO_HASH
-    balances: dict[str, tuple[int, int]] = {}
+    balances: dict[Any, tuple[Any, Any]] = {}
     for e in entries:
-        seq = e.get("seq")
+        seq: Any = e.get("seq")
         in_order = seq == expected
         if not in_order:
             if isinstance(seq, int) and seq > expected:
