@@ -1,0 +1,173 @@
+"""The oracle of `incentives chaos`: after a run, what the live system holds must equal the replay of
+the recorded log, to the point.
+
+The replay (`processor.kafka_replay.replay_log`, the auditor's own code) is the truth. Against it:
+- ClickHouse's ledger (`FINAL`) and every worker's partner state: balances, entry counts, hash
+  chain heads; points lost (live below the replay) and double-counted (live above) are summed;
+- the alerts ClickHouse holds, by id and status;
+- the rejections ClickHouse holds, by event id and reason;
+- the dead-letter topic: every message the codec refuses is there (copies counted apart: a worker
+  killed after producing them re-produces them), and there are as many as the poison injected;
+- every ledger entry names a source event that is in the log;
+- every partner's hash chain verifies (`processor.verify`).
+Each input record is classified exactly once (applied, duplicate, rejected by the rules, or
+refused by the codec), and the classes must add up to the records in the log.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from processor import topics
+from processor.codec import InvalidEvent, decode
+from processor.domain.outcome import APPLIED, DUPLICATE
+from processor.domain.program import Program
+from processor.kafka_replay import clickhouse_view, compare, worker_view
+from processor.replay import Replayer
+from processor.verify import verify_clickhouse
+
+Log = dict[int, list[tuple[int, bytes]]]
+KEYS = ("points", "rebate_cents", "ledger_entries", "ledger_head")
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class Verdict:
+    checks: list[Check] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def add(self, name: str, problems: Iterable[str], summary: str = "") -> None:
+        problems = list(problems)
+        detail = summary if not problems else f"{len(problems)} problems, e.g. " + "; ".join(problems[:5])
+        self.checks.append(Check(name, not problems, detail))
+
+    def document(self) -> dict[str, Any]:
+        return {"ok": self.ok, "figures": self.figures,
+                "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks]}
+
+
+@dataclass
+class Classified:
+    """The replay of a log, and how each of its records was taken."""
+    replayer: Replayer
+    counts: Counter[str]
+    invalid_sources: set[str]          # <topic>:<partition>:<offset> of every record the codec refused
+    event_ids: set[str]
+
+
+def classify(log: Log, program: Program, topic: str = topics.PARTNER_EVENTS) -> Classified:
+    """Replay `log` as `replay --source kafka` does, counting each record's fate once."""
+    replayer = Replayer(program, run_stage2=False, global_deal_ids=False)
+    counts: Counter[str] = Counter()
+    invalid: set[str] = set()
+    ids: set[str] = set()
+    for partition in sorted(log):
+        for offset, value in log[partition]:
+            where = f"{topic}:{partition}:{offset}"
+            counts["records"] += 1
+            try:
+                event = decode(value)
+            except InvalidEvent as exc:
+                replayer.feed_invalid(exc, where, part=partition)
+                counts["refused_by_codec"] += 1
+                invalid.add(where)
+                continue
+            ids.add(event["event_id"])
+            status = replayer.feed(event, part=partition).status
+            counts["applied" if status == APPLIED else "duplicate" if status == DUPLICATE else "rejected"] += 1
+    return Classified(replayer, counts, invalid, ids)
+
+
+def judge(classified: Classified, settings: Any, worker_urls: list[str], partitions: int,
+          dlq_records: list[tuple[dict[str, bytes], bytes | None]], injected_poison: int) -> Verdict:
+    """Every check of the module docstring. `dlq_records`: (headers, value) of every record of the
+    dead-letter topic."""
+    verdict = Verdict()
+    doc = classified.replayer.document()
+    replayed = doc["partners"]
+    c = classified.counts
+    verdict.figures.update(records=c["records"], applied=c["applied"], duplicates=c["duplicate"],
+                           rejected=c["rejected"], refused_by_codec=c["refused_by_codec"],
+                           injected_poison=injected_poison, partners=len(replayed))
+    taken = c["applied"] + c["duplicate"] + c["rejected"] + c["refused_by_codec"]
+    verdict.add("every input record taken exactly once",
+                [] if taken == c["records"] else [f"{taken} classified of {c['records']} records"],
+                f"{c['records']:,} records: {c['applied']:,} applied, {c['duplicate']:,} duplicates, "
+                f"{c['rejected']:,} rejected, {c['refused_by_codec']:,} refused by the codec")
+
+    live, chain_problems = clickhouse_view(settings)
+    verdict.add("ClickHouse ledger equals the replay", compare(replayed, live, "ClickHouse", KEYS),
+                f"{len(live):,} partners")
+    lost = doubled = 0
+    for pid in set(replayed) | set(live):
+        mine = replayed.get(pid, {}).get("points", {"available": 0, "held": 0})
+        theirs = live.get(pid, {}).get("points", {"available": 0, "held": 0})
+        diff = (theirs["available"] + theirs["held"]) - (mine["available"] + mine["held"])
+        doubled += max(diff, 0)
+        lost += max(-diff, 0)
+    verdict.figures.update(points_lost=lost, points_double_counted=doubled)
+    verdict.add("no point lost or double-counted", [f"{lost:,} points lost"] * bool(lost)
+                + [f"{doubled:,} points double-counted"] * bool(doubled))
+    if worker_urls:
+        state, problems = worker_view(worker_urls, partitions)
+        verdict.add("every worker's state equals the replay",
+                    problems + list(compare(replayed, state, "worker", (*KEYS, "tier"))), f"{len(state):,} partners")
+
+    from projections.migrate import client
+    conn = client(settings)
+    db = settings.clickhouse_database
+    try:
+        alerts = dict(conn.execute(f"SELECT alert_id, status FROM {db}.alerts FINAL"))
+        rejections = set(conn.execute(f"SELECT event_id, reason FROM {db}.rejections FINAL"))
+        sources = {row[0] for row in conn.execute(f"SELECT DISTINCT source_event_id FROM {db}.ledger FINAL")}
+    finally:
+        conn.disconnect()
+    want_alerts = {a["alert_id"]: a["status"] for a in doc["alerts"]}
+    verdict.add("ClickHouse alerts equal the replay's (ids and status)",
+                [f"{i}: replay={want_alerts.get(i)} ClickHouse={alerts.get(i)}"
+                 for i in sorted(set(want_alerts) | set(alerts)) if want_alerts.get(i) != alerts.get(i)],
+                f"{len(want_alerts):,} alerts")
+    want_rejections = {(r["event_id"], r["reason"]) for r in doc["rejections"]}
+    verdict.add("ClickHouse rejections equal the replay's",
+                [f"missing {r}" for r in sorted(want_rejections - rejections)[:50]]
+                + [f"extra {r}" for r in sorted(rejections - want_rejections)[:50]],
+                f"{len(want_rejections):,} rejections")
+    verdict.add("every ledger entry has its source event in the log",
+                [f"{s}" for s in sorted(sources - classified.event_ids)], f"{len(sources):,} source events")
+
+    refusals: Counter[str] = Counter()
+    for headers, _value in dlq_records:
+        if headers.get("error.class", b"").decode(errors="replace") != "RuleRejection":
+            refusals[headers.get("source", b"").decode(errors="replace")] += 1
+    verdict.figures.update(dlq_refusals=len(refusals), dlq_copies=sum(refusals.values()) - len(refusals))
+    problems = [f"{s}: refused by the codec, not in the dead-letter topic"
+                for s in sorted(classified.invalid_sources - set(refusals))]
+    problems += [f"{s}: in the dead-letter topic as a refusal, but the codec takes it"
+                 for s in sorted(set(refusals) - classified.invalid_sources)]
+    if len(refusals) != injected_poison:
+        problems.append(f"{len(refusals)} refusals in the dead-letter topic, {injected_poison} poison injected")
+    verdict.add("the dead-letter topic holds every poison message", problems,
+                f"{len(refusals):,} refusals for {injected_poison:,} injected ({verdict.figures['dlq_copies']} copies)")
+
+    chains = verify_clickhouse(settings)
+    verdict.add("every hash chain verifies",
+                [f"{b.partner_id}#{b.seq}: {b.problem}" for b in chains.breaks] + chain_problems,
+                f"{chains.entries:,} entries of {chains.partners:,} partners")
+    return verdict
+
+
+def headers_of(raw: Iterable[tuple[str, bytes]] | None) -> dict[str, bytes]:
+    return {k: v for k, v in (raw or ())}
+

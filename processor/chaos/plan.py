@@ -1,0 +1,108 @@
+"""A chaos run's plan, from its seed alone: the messages to send and the faults to inject when.
+
+Pure: the same seed, event count and faults always give the same plan, so a failing seed
+reproduces. The stream is the simulator's (processor/simulation.py) with, on top, about 1% of its
+events re-sent upstream later (the same bytes at a new offset: the processor must count each once)
+and, with the `poison` fault, 0.1% poison messages of every kind (processor/chaos/poison.py).
+Faults are placed at seeded positions of the stream (a fraction of the messages sent).
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from dataclasses import dataclass, field
+
+from processor import simulation
+from processor.chaos.poison import KINDS, poison
+from processor.codec import encode
+
+FAULTS = ("worker-kill", "sink-kill", "clickhouse-down", "rebalance", "pause", "poison", "broker-restart")
+DEFAULT_FAULTS = ("worker-kill", "sink-kill", "clickhouse-down", "rebalance", "pause", "poison")
+
+# How many times each fault strikes: (short run, --full). A rebalance is one stop-and-start of the
+# second worker; broker-restart always happens once, at the end (it empties the log).
+STRIKES = {"worker-kill": (3, 20), "sink-kill": (2, 6), "clickhouse-down": (1, 1), "rebalance": (2, 10),
+           "pause": (1, 2), "broker-restart": (1, 1)}
+DUPLICATE_SHARE = 0.01
+POISON_SHARE = 0.001
+
+
+@dataclass(frozen=True)
+class Message:
+    key: bytes
+    value: bytes
+    all_partitions: bool = False          # a PeriodClosed: one copy per partition
+    poison_kind: str | None = None
+    resent: bool = False
+
+
+@dataclass(frozen=True)
+class Strike:
+    at: float                             # fraction of the messages sent when it strikes
+    fault: str
+    number: int                           # 1.. within its fault
+
+
+@dataclass
+class Plan:
+    seed: int
+    messages: list[Message] = field(default_factory=list)
+    strikes: list[Strike] = field(default_factory=list)
+
+    @property
+    def poison_count(self) -> int:
+        return sum(m.poison_kind is not None for m in self.messages)
+
+    @property
+    def resent_count(self) -> int:
+        return sum(m.resent for m in self.messages)
+
+
+def parse_faults(text: str) -> tuple[str, ...]:
+    """`worker-kill,poison` -> the faults, checked; `all` -> every fault."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if names == ("all",):
+        return FAULTS
+    unknown = [n for n in names if n not in FAULTS]
+    if unknown:
+        raise ValueError(f"unknown fault {', '.join(unknown)}; the faults are {', '.join(FAULTS)}")
+    return names
+
+
+def make_plan(seed: int, events: int, faults: tuple[str, ...], full: bool = False, partners: int = 60) -> Plan:
+    rng = random.Random(seed)
+    plan = Plan(seed)
+    stream = list(itertools.islice(simulation.simulate(seed=seed, partners=partners, prefix=f"CHAOS{seed}"), events))
+    sales = [e for e in stream if e["event_type"] == "SaleRecorded"]
+    poison_at: set[int] = set()
+    if "poison" in faults and sales:
+        # 0.1%, and at least one of each kind
+        poison_at = set(rng.sample(range(len(stream)), min(len(stream), max(len(KINDS), round(events * POISON_SHARE)))))
+    pending: list[tuple[int, int, Message]] = []     # (due position, tie-break, re-send) as a heap
+    for n, event in enumerate(stream):
+        value = encode(event)
+        is_close = event["event_type"] == "PeriodClosed"
+        message = Message(event["partner_id"].encode(), value, all_partitions=is_close)
+        plan.messages.append(message)
+        if not is_close and rng.random() < DUPLICATE_SHARE:
+            heapq.heappush(pending, (n + rng.randrange(20, 400), n, Message(message.key, value, resent=True)))
+        if n in poison_at:
+            base = rng.choice(sales)
+            kind = KINDS[plan.poison_count % len(KINDS)]
+            bad = poison(kind, rng, {**base, "event_id": f"chaos-{seed}-poison-{n}"})
+            plan.messages.append(Message(base["partner_id"].encode(), bad, poison_kind=kind))
+        while pending and pending[0][0] <= n:
+            plan.messages.append(heapq.heappop(pending)[2])
+    plan.messages += [m for _, _, m in sorted(pending)]
+    for fault in faults:
+        if fault == "poison":
+            continue
+        if fault == "broker-restart":
+            plan.strikes.append(Strike(1.0, fault, 1))
+            continue
+        count = STRIKES[fault][1 if full else 0]
+        for i, at in enumerate(sorted(rng.uniform(0.1, 0.85) for _ in range(count)), 1):
+            plan.strikes.append(Strike(round(at, 4), fault, i))
+    plan.strikes.sort(key=lambda s: (s.at, s.fault, s.number))
+    return plan
