@@ -17,6 +17,9 @@ INCENTIVES_CLICKHOUSE_USER       ClickHouse user                          defaul
 INCENTIVES_CLICKHOUSE_PASSWORD   ClickHouse password                      (empty)
 INCENTIVES_WEB_HOST              bind address of the worker's web server  127.0.0.1
 INCENTIVES_WEB_PORT              worker web port (/metrics, /ready)       6066
+INCENTIVES_WORKER_DIR            the worker's directory (data, log, pid)  $INCENTIVES_HOME/worker
+INCENTIVES_SINK_IN_WORKER        run the ClickHouse sink in the worker    true (1/0, true/false)
+INCENTIVES_SINK_PORT             `incentives sink`'s /metrics port        6065
 INCENTIVES_PARTITIONS            partitions of every topic                4
 INCENTIVES_PROGRAM               program rules (YAML)                     deploy/programs/default.yaml
 INCENTIVES_APP_ID                Faust app id (group, changelog prefix)   incentives
@@ -27,8 +30,15 @@ INCENTIVES_CONSOLE_PORT          port of the analysts' console            8088
 INCENTIVES_CONSOLE_USERS         console users file (scrypt hashes)       deploy/console-users.yaml
 ===============================  =======================================  ============================
 
-A relative `INCENTIVES_HOME` is taken from the current directory, a relative `INCENTIVES_PROGRAM`
-or `INCENTIVES_CONSOLE_USERS` from the repository root.
+A relative `INCENTIVES_HOME` or `INCENTIVES_WORKER_DIR` is taken from the current directory, a
+relative `INCENTIVES_PROGRAM` or `INCENTIVES_CONSOLE_USERS` from the repository root.
+
+The ClickHouse sink runs inside the worker unless `INCENTIVES_SINK_IN_WORKER` is false; then it runs
+as its own process, `incentives sink` (`incentives dev up` starts it so, and its workers with the
+setting off). `incentives dev up --workers N` gives worker i (1-based) the web port
+`INCENTIVES_WEB_PORT + i - 1` and the directory `INCENTIVES_WORKER_DIR` (i = 1) or
+`INCENTIVES_WORKER_DIR-<i>`. The sink's default port, 6065, sits below the workers' range, so that
+worker 2's 6067 never collides with it.
 
 Example::
 
@@ -57,6 +67,9 @@ DEFAULT_CLICKHOUSE_USER = "default"
 DEFAULT_CLICKHOUSE_PASSWORD = ""
 DEFAULT_WEB_HOST = "127.0.0.1"
 DEFAULT_WEB_PORT = 6066
+DEFAULT_WORKER_DIR = "worker"          # under INCENTIVES_HOME
+DEFAULT_SINK_IN_WORKER = True
+DEFAULT_SINK_PORT = 6065
 DEFAULT_PARTITIONS = 4
 DEFAULT_PROGRAM = "deploy/programs/default.yaml"
 DEFAULT_APP_ID = "incentives"
@@ -103,6 +116,14 @@ class Settings:
     console_host: str
     console_port: int
     console_users: Path
+    #: the worker's own directory: its RocksDB state (``data/``), log and pid file. Each worker of
+    #: a group on one machine needs its own (``incentives dev up --workers N`` sets it per worker)
+    worker_dir: Path
+    #: run the ClickHouse sink as a task of the worker (true: a bare worker projects into
+    #: ClickHouse on its own) or not (false: `incentives sink` runs it as its own process)
+    sink_in_worker: bool
+    #: the port of `incentives sink`'s Prometheus ``/metrics``
+    sink_port: int
 
     # ----------------------------------------------------------------- derived values
     @property
@@ -131,19 +152,25 @@ class Settings:
 
     def replace(self, **changes: object) -> Settings:
         """A copy with some fields changed. Changing ``kafka_port`` alone also moves
-        ``kafka_bootstrap`` when that was the default ``127.0.0.1:{old port}``."""
+        ``kafka_bootstrap`` when that was the default ``127.0.0.1:{old port}``; changing ``home``
+        alone also moves ``worker_dir`` when that was the default ``{old home}/worker``."""
         if (
             "kafka_port" in changes
             and "kafka_bootstrap" not in changes
             and self.kafka_bootstrap == f"127.0.0.1:{self.kafka_port}"
         ):
             changes["kafka_bootstrap"] = f"127.0.0.1:{changes['kafka_port']}"
+        if "home" in changes and "worker_dir" not in changes and self.worker_dir == self.home / DEFAULT_WORKER_DIR:
+            changes["worker_dir"] = Path(str(changes["home"])) / DEFAULT_WORKER_DIR
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def as_env(self) -> dict[str, str]:
-        """These settings as ``INCENTIVES_*`` variables (absolute paths), for child processes:
-        ``load_settings(settings.as_env()) == settings``."""
-        return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+        """These settings as ``INCENTIVES_*`` variables (absolute paths, booleans as 1/0), for
+        child processes: ``load_settings(settings.as_env()) == settings``."""
+        def text(value: object) -> str:
+            return ("1" if value else "0") if isinstance(value, bool) else str(value)
+
+        return {ENV_PREFIX + f.name.upper(): text(getattr(self, f.name)) for f in fields(self)}
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -171,10 +198,25 @@ def _str(env: Mapping[str, str], name: str, default: str) -> str:
     return default if raw is None or raw.strip() == "" else raw.strip()
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(ENV_PREFIX + name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} is not a boolean (1/0, true/false, yes/no, on/off)")
+
+
 def load_settings(env: Mapping[str, str] | None = None, *, cwd: Path | None = None) -> Settings:
-    """Read the settings from ``env`` (default ``os.environ``). Relative ``INCENTIVES_HOME`` is
-    resolved against ``cwd`` (default: the current directory), a relative ``INCENTIVES_PROGRAM``
-    against the repository root. Raises :class:`ConfigError` on unusable values."""
+    """Read the settings from ``env`` (default ``os.environ``). Relative ``INCENTIVES_HOME`` and
+    ``INCENTIVES_WORKER_DIR`` are resolved against ``cwd`` (default: the current directory), a
+    relative ``INCENTIVES_PROGRAM`` against the repository root. Raises :class:`ConfigError` on unusable values."""
     env = os.environ if env is None else env
     base = Path.cwd() if cwd is None else Path(cwd)
 
@@ -190,9 +232,14 @@ def load_settings(env: Mapping[str, str] | None = None, *, cwd: Path | None = No
     if not console_users.is_absolute():
         console_users = REPO_ROOT / console_users
 
+    home = home.resolve()
+    worker_dir = Path(_str(env, "WORKER_DIR", str(home / DEFAULT_WORKER_DIR))).expanduser()
+    if not worker_dir.is_absolute():
+        worker_dir = base / worker_dir
+
     kafka_port = _port(env, "KAFKA_PORT", DEFAULT_KAFKA_PORT)
     return Settings(
-        home=home.resolve(),
+        home=home,
         kafka_port=kafka_port,
         kafka_bootstrap=_str(env, "KAFKA_BOOTSTRAP", f"127.0.0.1:{kafka_port}"),
         clickhouse_host=_str(env, "CLICKHOUSE_HOST", DEFAULT_CLICKHOUSE_HOST),
@@ -212,4 +259,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, cwd: Path | None = No
         console_host=_str(env, "CONSOLE_HOST", DEFAULT_CONSOLE_HOST),
         console_port=_port(env, "CONSOLE_PORT", DEFAULT_CONSOLE_PORT),
         console_users=console_users.resolve(),
+        worker_dir=worker_dir.resolve(),
+        sink_in_worker=_bool(env, "SINK_IN_WORKER", DEFAULT_SINK_IN_WORKER),
+        sink_port=_port(env, "SINK_PORT", DEFAULT_SINK_PORT),
     )

@@ -1,15 +1,23 @@
-"""The Faust worker of ``processor.stream.app``, run as a background process.
+"""The Faust workers of ``processor.stream.app``, run as background processes.
 
 ``python -m faust -A processor.stream.app worker -l warn --web-port {INCENTIVES_WEB_PORT}
 --web-bind 127.0.0.1 --web-host 127.0.0.1``, with the settings passed down as ``INCENTIVES_*``
-variables (absolute paths), log and pid file in ``$INCENTIVES_HOME/worker/``.
-Ready when ``GET http://127.0.0.1:{web_port}/ready`` answers 200.
+variables (absolute paths); state (``data/``), log and pid file in ``INCENTIVES_WORKER_DIR``
+(default ``$INCENTIVES_HOME/worker/``). Ready when ``GET http://127.0.0.1:{web_port}/ready``
+answers 200.
+
+Several workers (``incentives dev up --workers N``) form one consumer group (the same app id):
+worker i (1-based) is this module's functions called with ``instance_settings(settings, i)``, whose
+web port is ``INCENTIVES_WEB_PORT + i - 1`` and whose directory is ``INCENTIVES_WORKER_DIR``
+(i = 1) or ``INCENTIVES_WORKER_DIR-<i>``. Workers beyond the first are found again by their
+directories (``instances``), so ``status`` and ``down`` need no count.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -32,7 +40,50 @@ ACCEPT_MISSING_READY_PAGE = False
 
 
 def directory(settings: Settings) -> Path:
-    return settings.home / "worker"
+    return settings.worker_dir
+
+
+def instance_settings(settings: Settings, index: int) -> Settings:
+    """The settings of worker ``index`` (1-based) of a group started from ``settings``."""
+    if index < 1:
+        raise ValueError(f"workers are numbered from 1, not {index}")
+    if index == 1:
+        return settings
+    return settings.replace(web_port=settings.web_port + index - 1,
+                            worker_dir=settings.worker_dir.with_name(f"{settings.worker_dir.name}-{index}"))
+
+
+def instance_name(index: int) -> str:
+    """``worker`` for the first worker, ``worker-<i>`` for the others (in status lines)."""
+    return NAME if index == 1 else f"{NAME}-{index}"
+
+
+def instance_indexes(settings: Settings, *, with_pid_file: bool = False) -> list[int]:
+    """1, and every i > 1 whose directory ``INCENTIVES_WORKER_DIR-<i>`` exists (with a pid file
+    in it, if ``with_pid_file``): the workers an earlier ``dev up --workers N`` started."""
+    base = settings.worker_dir
+    pattern = re.compile(re.escape(base.name) + r"-([0-9]+)")
+    found = set()
+    try:
+        entries = list(base.parent.iterdir())
+    except OSError:
+        entries = []
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if m and int(m.group(1)) > 1 and entry.is_dir():
+            index = int(m.group(1))
+            if not with_pid_file or pid_file(instance_settings(settings, index)).exists():
+                found.add(index)
+    return [1, *sorted(found)]
+
+
+def instances(settings: Settings, count: int | None = None, *,
+              with_pid_file: bool = True) -> list[tuple[str, Settings]]:
+    """(name, settings) of workers 1..``count``, or, without a count, of worker 1 and every other
+    worker with a pid file (``instance_indexes``)."""
+    indexes = (list(range(1, count + 1)) if count is not None
+               else instance_indexes(settings, with_pid_file=with_pid_file))
+    return [(instance_name(i), instance_settings(settings, i)) for i in indexes]
 
 
 def pid_file(settings: Settings) -> Path:

@@ -26,12 +26,12 @@ program = load_program(str(settings.program))
 BATCH_MAX = 10_000          # events taken per agent batch
 BATCH_WITHIN = settings.batch_wait_ms / 1000   # seconds to wait for a batch to fill (config.py)
 
-(settings.home / "worker").mkdir(parents=True, exist_ok=True)
+settings.worker_dir.mkdir(parents=True, exist_ok=True)     # INCENTIVES_WORKER_DIR: one per worker process
 app = faust.App(
     settings.app_id,
     broker=settings.kafka_broker_url,
     store="rocksdb://",
-    datadir=str(settings.home / "worker" / "data"),
+    datadir=str(settings.worker_dir / "data"),
     web_host=settings.web_host,
     web_port=settings.web_port,
     topic_replication_factor=1,

@@ -1,39 +1,14 @@
-"""Sink task: the event log and every output topic into ClickHouse, one INSERT per table per batch.
+"""The ClickHouse sink as a task of the Faust worker, registered only when INCENTIVES_SINK_IN_WORKER
+is true (the default, so a bare `faust -A processor.stream.app worker` still projects into
+ClickHouse). With the setting false the worker leaves the sink to its own process, `incentives sink`
+(`incentives dev up` and docker-compose.yml run it so).
 
-It runs inside the worker as a Faust task with its own consumer group (`<app id>-sink`), reading with
-aiokafka's batch `getmany` rather than through Faust's per-message consumer path: that path is the
-worker's throughput wall (STACK.md), and a group of its own means a ClickHouse outage never stalls
-stage 1 or stage 2. Offsets are committed only after ClickHouse has the batch; while ClickHouse is
-down the task keeps retrying (Kafka holds the backlog) and catches up when it is back. Rows carry
-deterministic ids into ReplacingMergeTree tables, so the copies a retry or a restart writes never
-change a `FINAL` sum. After each batch it rebuilds the KPI rollup rows of the partner-months the
-batch touched (projections/kpi.py), also before the commit.
-
-No record can halt it. An undecodable `partner-events` record is skipped (stage 1 dead-letters it
-and the DLQ projection records it). A record of an output topic or of the DLQ that cannot be a row
-(a tombstone, bad JSON, wrong fields, a value ClickHouse would refuse) becomes a `rejections` row
-with reason `undecodable` and source `<topic>:<partition>:<offset>`, its bytes kept, and is counted
-in `incentives_sink_unmappable_total`. A record the Kafka client itself cannot parse (aiokafka
-refuses a header key that is not UTF-8) is isolated offset by offset (`SinkConsumer._isolate`) and
-recorded the same way; aiokafka cannot read past it, so the records after it in the same record
-batch are recorded so too, each with its own position.
-
-No log can go backwards silently. The consumer never resets an offset by itself
-(`auto_offset_reset="none"`): a partition the group has no offset for is read from the beginning
-only if this process never committed one for it. After every fetch the position is checked against
-the broker's high watermark (`check_log_not_behind`) and the first offset of an assignment against
-what this process committed (`check_not_rewound`); a log that no longer holds the applied offsets
-(broker restarted with an empty log, topic recreated, offsets reset) raises `LogWentBackwards`,
-which stops the whole worker with a critical log naming topic, partition and offsets: an operator
-resets explicitly. The lag of the sink's group is `incentives_sink_lag{topic,partition}`.
-
-The consumer path is in `processor.stream.sink_consumer` (importable and testable without the Faust
-app); this module binds it to the worker's settings and runs it as a task.
+What the sink does and guarantees is in `processor.stream.sink_runner` (writer, consumer factory,
+the loop) and `processor.stream.sink_consumer` (records to rows, the group consumer, backwards
+checks, the supervisor); this module binds them to the worker's settings and program, and a log
+that went backwards stops the whole worker (`crash_stop`, exit 70).
 """
 from __future__ import annotations
-
-import logging
-from collections.abc import Callable, Mapping
 
 from aiokafka import TopicPartition
 
@@ -56,62 +31,19 @@ from processor.stream.sink_consumer import (  # noqa: F401  (re-exported: the si
     rows_of_batch,
     supervise,
 )
-from projections import kpi
-from projections import sink as projection
+from processor.stream.sink_runner import SinkWriter, consume
+from processor.stream.sink_runner import make_consumer as _make_consumer
 
-log = logging.getLogger(__name__)
-
-_sink: projection.ClickHouseSink | None = None
-
-
-# ---------------------------------------------------------------------------------------------
-# The task (bound to the worker's settings)
-
-
-def _write(rows: Mapping[str, list[projection.Row]]) -> None:
-    """Write a batch's rows, then rebuild the KPI rollup rows they touch (projections/kpi.py):
-    both before the caller commits the batch's offsets, so a crash in between re-reads the batch
-    and rebuilds again."""
-    global _sink
-    if _sink is None:
-        sink = projection.ClickHouseSink(settings, max_wait=30.0)
-        _keep_trying(lambda: sink.write_program_settings(program.version, program.point_value_cents))
-        _sink = sink
-    current = _sink
-    for table, table_rows in rows.items():
-        _keep_trying(lambda: current.write(table, table_rows, mapped=True))  # noqa: B023 - called at once
-    _keep_trying(lambda: current.rebuild_kpis(kpi.touched(rows)))
-
-
-def _keep_trying(step: Callable[[], object]) -> None:
-    while True:
-        try:
-            step()
-            return
-        except projection.SinkUnavailable as exc:
-            log.warning("ClickHouse unavailable (%s); keeping the batch and retrying", exc)
-
-
+_write = SinkWriter(settings, program)
 _COMMITTED: dict[TopicPartition, int] = {}   # what this process committed, across rebuilt consumers
 
 
 def make_consumer() -> SinkConsumer:
-    return SinkConsumer(settings.kafka_bootstrap_servers, f"{settings.app_id}-sink", list(TABLE_OF_TOPIC),
-                        committed_memory=_COMMITTED)
+    return _make_consumer(settings, _COMMITTED)
 
 
-async def _consume(reader: SinkConsumer) -> None:
-    await reader.start()
-    try:
-        while True:
-            batch = await reader.next_batch(timeout_ms=500)
-            if len(batch):
-                await project_batch(reader, batch, _write)
-    finally:
-        await reader.stop()
-
-
-@app.task
-async def clickhouse_sink() -> None:
-    """The supervised sink (see `supervise`)."""
-    await supervise(lambda: _consume(make_consumer()), stop=crash_stop)
+if settings.sink_in_worker:
+    @app.task
+    async def clickhouse_sink() -> None:
+        """The supervised sink (see `supervise`)."""
+        await supervise(lambda: consume(make_consumer(), _write), stop=crash_stop)

@@ -15,8 +15,13 @@ Fixtures (session scope):
 - ``clickhouse_settings`` -> ``Settings`` with the ClickHouse ports, database ``incentives_test``
 - ``clickhouse_migrated`` -> ``clickhouse_settings`` after ``projections.migrate.migrate``
 
+- ``worker`` -> the settings of the session's worker (``sink_in_worker`` off), after the ClickHouse
+  sink process and the worker are up, as ``incentives dev up`` runs them; restart the worker with
+  ``processor.devstack.worker.start(worker)``, the sink keeps running
+
 Ports can be set with ``INCENTIVES_TEST_KAFKA_PORT``, ``INCENTIVES_TEST_CLICKHOUSE_PORT``,
-``INCENTIVES_TEST_CLICKHOUSE_HTTP_PORT``, ``INCENTIVES_TEST_WEB_PORT``. Without them, a default
+``INCENTIVES_TEST_CLICKHOUSE_HTTP_PORT``, ``INCENTIVES_TEST_WEB_PORT``, ``INCENTIVES_TEST_SINK_PORT``.
+Without them, a default
 port that is already taken (another test session running at the same time) is replaced by a free
 one; the ports in use are printed in pytest's header.
 """
@@ -61,12 +66,13 @@ TEST_KAFKA_PORT = _test_port("KAFKA_PORT", 29092)
 TEST_CLICKHOUSE_PORT = _test_port("CLICKHOUSE_PORT", 29000)
 TEST_CLICKHOUSE_HTTP_PORT = _test_port("CLICKHOUSE_HTTP_PORT", 28123)
 TEST_WEB_PORT = _test_port("WEB_PORT", 26066)
+TEST_SINK_PORT = _test_port("SINK_PORT", 26065)
 TEST_DATABASE = "incentives_test"
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     return (f"integration stack ports: kafka {TEST_KAFKA_PORT}, clickhouse native {TEST_CLICKHOUSE_PORT} "
-            f"/ http {TEST_CLICKHOUSE_HTTP_PORT}, worker web {TEST_WEB_PORT}")
+            f"/ http {TEST_CLICKHOUSE_HTTP_PORT}, worker web {TEST_WEB_PORT}, sink metrics {TEST_SINK_PORT}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -79,7 +85,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def make_test_settings(home: Path, *, kafka_port: int = TEST_KAFKA_PORT,
                        clickhouse_port: int = TEST_CLICKHOUSE_PORT,
                        clickhouse_http_port: int = TEST_CLICKHOUSE_HTTP_PORT,
-                       web_port: int = TEST_WEB_PORT) -> Settings:
+                       web_port: int = TEST_WEB_PORT, sink_port: int = TEST_SINK_PORT) -> Settings:
     """Settings of a test stack under ``home``; ignores the caller's ``INCENTIVES_*`` variables."""
     return load_settings({
         "INCENTIVES_HOME": str(home),
@@ -88,6 +94,7 @@ def make_test_settings(home: Path, *, kafka_port: int = TEST_KAFKA_PORT,
         "INCENTIVES_CLICKHOUSE_HTTP_PORT": str(clickhouse_http_port),
         "INCENTIVES_CLICKHOUSE_DATABASE": TEST_DATABASE,
         "INCENTIVES_WEB_PORT": str(web_port),
+        "INCENTIVES_SINK_PORT": str(sink_port),
         "INCENTIVES_APP_ID": "incentives-test",
     })
 
@@ -109,10 +116,10 @@ def require_binaries() -> None:
 @pytest.fixture(scope="session")
 def make_stack_settings():
     """``make_stack_settings(home, kafka_port=..., clickhouse_port=..., clickhouse_http_port=...,
-    web_port=...)`` -> Settings of another test stack (e.g. a private one to stop). Ports left out
-    are free ports, not the session stack's."""
+    web_port=..., sink_port=...)`` -> Settings of another test stack (e.g. a private one to stop).
+    Ports left out are free ports, not the session stack's."""
     def make(home: Path, **ports: int) -> Settings:
-        names = ("kafka_port", "clickhouse_port", "clickhouse_http_port", "web_port")
+        names = ("kafka_port", "clickhouse_port", "clickhouse_http_port", "web_port", "sink_port")
         chosen = dict(zip(names, free_ports(len(names)), strict=True))
         chosen.update(ports)
         return make_test_settings(home, **chosen)
@@ -165,11 +172,20 @@ def clickhouse_migrated(clickhouse_settings: Settings) -> Settings:
 
 @pytest.fixture(scope="session")
 def worker(clickhouse_migrated: Settings) -> Iterator[Settings]:
-    """The Faust worker of the test session (started like `incentives dev up`), on the test stack."""
+    """The Faust worker of the test session, on the test stack, started like `incentives dev up`
+    starts it: the ClickHouse sink as its own process (`incentives sink`) first, then the worker
+    with INCENTIVES_SINK_IN_WORKER=0. The settings yielded carry that setting, so a test that
+    restarts the worker with them keeps the sink out of it; the sink process runs on meanwhile."""
+    from processor.devstack import sink as sink_proc
     from processor.devstack import worker as worker_proc
 
-    worker_proc.start(clickhouse_migrated)
+    settings = clickhouse_migrated.replace(sink_in_worker=False)
+    sink_proc.start(settings)
     try:
-        yield clickhouse_migrated
+        worker_proc.start(settings)
+        try:
+            yield settings
+        finally:
+            worker_proc.stop(settings)
     finally:
-        worker_proc.stop(clickhouse_migrated)
+        sink_proc.stop(settings)

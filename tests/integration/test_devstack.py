@@ -90,7 +90,8 @@ def test_down_stops_by_pid_only_what_it_started(tmp_path, local_stack, make_stac
     finally:
         stack.down(s, echo=lambda _line: None)
 
-    assert results == {"console": "not running", "worker": "not running", "clickhouse": "stopped", "broker": "stopped"}
+    assert results == {"console": "not running", "worker": "not running", "sink": "not running",
+                       "clickhouse": "stopped", "broker": "stopped"}
     assert not any(proc.pid_alive(p) for p in pids.values())
     assert not broker.pid_file(s).exists() and not clickhouse.pid_file(s).exists()
     assert not port_in_use("127.0.0.1", s.kafka_port)

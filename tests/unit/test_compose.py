@@ -353,7 +353,7 @@ def test_no_dependency_cycle(services):
 
 
 def test_healthchecks_are_well_formed(services):
-    for name in ("kafka", "clickhouse", "processor", "prometheus", "grafana"):
+    for name in ("kafka", "clickhouse", "processor", "sink", "prometheus", "grafana"):
         hc = services[name].get("healthcheck")
         assert hc, f"{name} has no healthcheck"
         test = hc["test"]
@@ -448,7 +448,7 @@ def test_kafka_runs_in_kraft_mode(services):
 
 def test_processor_environment_matches_settings(services):
     known = {"INCENTIVES_" + f.name.upper() for f in fields(Settings)}
-    for name in ("processor", "migrate"):
+    for name in ("processor", "sink", "migrate"):
         env = _env(services[name])
         unknown = {k for k in env if k.startswith("INCENTIVES_") and k not in known}
         assert not unknown, f"{name}: variables processor.config does not read: {unknown}"
@@ -458,6 +458,26 @@ def test_processor_environment_matches_settings(services):
     command = command if isinstance(command, list) else command.split()
     assert command[:5] == ["faust", "-A", "processor.stream.app", "worker", "-l"]
     assert "6066" in command and "0.0.0.0" in command
+
+
+def test_the_sink_runs_as_its_own_service(services):
+    """`incentives sink` beside the worker, which leaves the sink to it (issue 14, item 4); same image
+    and settings, one more published metrics port."""
+    from processor.config import load_settings
+
+    worker, sink = services["processor"], services["sink"]
+    assert load_settings({k: str(v) for k, v in _env(worker).items()}).sink_in_worker is False
+    assert "INCENTIVES_SINK_IN_WORKER" not in _env(sink)
+    assert sink["image"] == worker["image"] and sink.get("build") == worker.get("build")
+    assert {k: v for k, v in _env(sink).items() if k != "INCENTIVES_SINK_PORT"} == {
+        k: v for k, v in _env(worker).items() if k != "INCENTIVES_SINK_IN_WORKER"}
+    command = sink["command"] if isinstance(sink["command"], list) else sink["command"].split()
+    assert command[:2] == ["incentives", "sink"]
+    port = _env(sink)["INCENTIVES_SINK_PORT"]
+    assert command[command.index("--port") + 1] == port and command[command.index("--host") + 1] == "0.0.0.0"
+    assert any(p.endswith(f":{port}:{port}") for p in sink["ports"])
+    assert port in " ".join(sink["healthcheck"]["test"])
+    assert set(_depends(sink)) >= {"kafka", "kafka-topics", "clickhouse", "migrate"}
 
 
 def test_prometheus_scrapes_the_worker():
@@ -493,7 +513,7 @@ def test_grafana_provisions_clickhouse(services):
 def test_published_ports_bind_to_loopback_by_default(compose, resolved):
     assert port_problems(compose) == []
     published = [p for svc in resolved.values() for p in svc.get("ports") or []]
-    assert len(published) >= 6  # kafka, clickhouse x2, processor, prometheus, grafana
+    assert len(published) >= 7  # kafka, clickhouse x2, processor, sink, prometheus, grafana
     assert all(p.startswith("127.0.0.1:") for p in published), published
     opened = interpolate(compose, {**SAMPLE_ENV, BIND_VAR: "0.0.0.0"})["services"]
     assert all(p.startswith("0.0.0.0:") for svc in opened.values() for p in svc.get("ports") or [])
@@ -518,7 +538,7 @@ def test_credentials_are_the_same_everywhere(resolved):
     ch = _env(resolved["clickhouse"])
     assert ch["CLICKHOUSE_PASSWORD"] == SAMPLE_ENV["CLICKHOUSE_PASSWORD"]
     assert ch["CLICKHOUSE_USER"]
-    for name in ("processor", "migrate"):
+    for name in ("processor", "sink", "migrate"):
         env = _env(resolved[name])
         assert env["INCENTIVES_CLICKHOUSE_USER"] == ch["CLICKHOUSE_USER"], name
         assert env["INCENTIVES_CLICKHOUSE_PASSWORD"] == ch["CLICKHOUSE_PASSWORD"], name

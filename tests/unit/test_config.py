@@ -68,3 +68,44 @@ def test_replace_keeps_bootstrap_in_step():
     assert s.replace(kafka_port=1234, kafka_bootstrap="x:1").kafka_bootstrap == "x:1"
     with pytest.raises(AttributeError):
         s.kafka_port = 1  # frozen
+
+
+def test_worker_dir_sink_settings_defaults(tmp_path):
+    s = load_settings({}, cwd=tmp_path)
+    assert s.worker_dir == s.home / "worker"
+    assert s.sink_in_worker is True
+    assert s.sink_port == 6065
+    assert s.sink_port not in (s.web_port, s.web_port + 1)      # worker 2 of `dev up --workers 2`
+
+
+def test_worker_dir_relative_to_cwd_and_moved_with_home(tmp_path):
+    s = load_settings({"INCENTIVES_WORKER_DIR": "w1"}, cwd=tmp_path)
+    assert s.worker_dir == (tmp_path / "w1").resolve()
+    assert s.replace(home=tmp_path / "other").worker_dir == s.worker_dir        # set explicitly: kept
+    default = load_settings({"INCENTIVES_HOME": str(tmp_path / "h")})
+    moved = default.replace(home=tmp_path / "h2")
+    assert moved.worker_dir == tmp_path / "h2" / "worker"
+    assert default.replace(home=tmp_path / "h2", worker_dir=tmp_path / "x").worker_dir == tmp_path / "x"
+
+
+@pytest.mark.parametrize("raw,expected", [("1", True), ("true", True), ("Yes", True), ("on", True),
+                                          ("0", False), ("false", False), ("NO", False), ("off", False),
+                                          ("", True)])
+def test_sink_in_worker_is_a_boolean(raw, expected):
+    assert load_settings({"INCENTIVES_SINK_IN_WORKER": raw}).sink_in_worker is expected
+
+
+@pytest.mark.parametrize("name,value", [("INCENTIVES_SINK_IN_WORKER", "maybe"), ("INCENTIVES_SINK_PORT", "70000")])
+def test_bad_sink_settings_are_reported(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value})
+
+
+def test_booleans_round_trip_as_1_and_0(tmp_path):
+    s = load_settings({"INCENTIVES_HOME": str(tmp_path), "INCENTIVES_SINK_IN_WORKER": "false",
+                       "INCENTIVES_WORKER_DIR": str(tmp_path / "w")})
+    env = s.as_env()
+    assert env["INCENTIVES_SINK_IN_WORKER"] == "0"
+    assert env["INCENTIVES_WORKER_DIR"] == str(tmp_path / "w")
+    assert load_settings(env) == s
+    assert load_settings(s.replace(sink_in_worker=True).as_env()).sink_in_worker is True

@@ -1,4 +1,5 @@
-"""processor.devstack without services: port conflicts, pid files, ClickHouse config, worker command."""
+"""processor.devstack without services: port conflicts, pid files, ClickHouse config, worker and sink
+commands, the workers of a group."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from processor.config import load_settings
-from processor.devstack import clickhouse, proc, stack, worker
+from processor.devstack import clickhouse, proc, sink, stack, worker
 from processor.devstack.ports import PortInUseError, PortWanted, check_ports_free, find_conflicts
 
 
@@ -131,3 +132,83 @@ def test_archive_names_carry_the_utc_time_to_the_second(tmp_path):
     first.mkdir(parents=True)
     assert stack.worker_archive_dir(s, stamp) == tmp_path / "archive" / "worker-20261201T224900Z-2"
     assert stack.archive_root(s) == tmp_path / "archive"
+
+
+def test_sink_command_and_env(tmp_path):
+    s = load_settings({"INCENTIVES_HOME": str(tmp_path), "INCENTIVES_SINK_PORT": "26065"})
+    argv = sink.argv(s)
+    assert argv[:4] == [sys.executable, "-m", "processor.cli.main", "sink"]
+    assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "26065"
+    assert sink.MARKER in " ".join(argv)
+    assert load_settings(sink.environment(s)) == s
+    assert sink.pid_file(s) == tmp_path / "sink" / "sink.pid" and sink.log_file(s) == tmp_path / "sink" / "sink.log"
+    assert sink.metrics_url(s) == "http://127.0.0.1:26065/metrics"
+    assert [(p.port, p.env_var) for p in sink.wanted_ports(s)] == [(26065, "INCENTIVES_SINK_PORT")]
+
+
+def test_worker_i_has_its_own_port_and_directory(tmp_path):
+    s = load_settings({"INCENTIVES_HOME": str(tmp_path), "INCENTIVES_WEB_PORT": "26066",
+                       "INCENTIVES_SINK_IN_WORKER": "0"})
+    assert worker.instance_settings(s, 1) == s
+    assert worker.directory(s) == tmp_path / "worker" and worker.pid_file(s) == tmp_path / "worker" / "worker.pid"
+    third = worker.instance_settings(s, 3)
+    assert third.web_port == 26068 and third.worker_dir == tmp_path / "worker-3"
+    assert worker.pid_file(third) == tmp_path / "worker-3" / "worker.pid"
+    assert worker.log_file(third) == tmp_path / "worker-3" / "worker.log"
+    assert (third.app_id, third.partitions, third.sink_in_worker) == (s.app_id, s.partitions, False)  # one group
+    env = worker.environment(third)
+    assert env["INCENTIVES_WEB_PORT"] == "26068" and env["INCENTIVES_SINK_IN_WORKER"] == "0"
+    assert load_settings(env).worker_dir == tmp_path / "worker-3"
+    assert worker.argv(third)[worker.argv(third).index("--web-port") + 1] == "26068"
+    assert [worker.instance_name(i) for i in (1, 2)] == ["worker", "worker-2"]
+    with pytest.raises(ValueError):
+        worker.instance_settings(s, 0)
+
+
+def test_workers_are_found_again_by_their_directories_and_pid_files(tmp_path):
+    s = load_settings({"INCENTIVES_HOME": str(tmp_path)})
+    assert worker.instance_indexes(s) == [1]
+    for name in ("worker-2", "worker-10", "worker-x", "worker-1"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "worker-3").write_text("a file, not a worker")
+    (tmp_path / "worker-10" / "worker.pid").write_text("12345\n")
+    assert worker.instance_indexes(s) == [1, 2, 10]
+    assert worker.instance_indexes(s, with_pid_file=True) == [1, 10]
+    assert [name for name, _ in worker.instances(s)] == ["worker", "worker-10"]
+    assert [name for name, _ in worker.instances(s, 2)] == ["worker", "worker-2"]
+    units = stack.units(s)
+    assert [u.name for u in units] == ["broker", "clickhouse", "sink", "worker", "worker-10", "console"]
+    w10 = units[4]
+    assert w10.settings.web_port == s.web_port + 9
+    assert [(p.component, p.port) for p in w10.wanted_ports()] == [("worker-10", s.web_port + 9)]
+    assert "INCENTIVES_WEB_PORT" in w10.wanted_ports()[0].env_var
+
+
+def test_up_refuses_ports_wanted_twice_before_starting_anything(tmp_path):
+    s = load_settings({"INCENTIVES_HOME": str(tmp_path / "home"), "INCENTIVES_WEB_PORT": "26066",
+                       "INCENTIVES_SINK_PORT": "26067", "INCENTIVES_KAFKA_PORT": "29999"})
+    with pytest.raises(stack.StackError, match="26067.*sink.*worker-2"):
+        stack.up(s, workers=2, echo=lambda _line: None)
+    assert not (tmp_path / "home" / "broker").exists()
+    with pytest.raises(ValueError):
+        stack.up(s, workers=0, echo=lambda _line: None)
+
+
+def test_worker_archive_names(tmp_path):
+    s = load_settings({"INCENTIVES_HOME": str(tmp_path)})
+    assert stack.worker_archive_dir(s, "20261201T224900Z", "worker-2") == (
+        tmp_path / "archive" / "worker-2-20261201T224900Z")
+
+
+def test_a_fresh_log_archives_the_state_of_every_worker(tmp_path):
+    s = load_settings({"INCENTIVES_HOME": str(tmp_path)})
+    for name in ("worker", "worker-2"):
+        (tmp_path / name / "data" / "v1").mkdir(parents=True)
+        (tmp_path / name / "data" / "v1" / "marker").write_text(name)
+    (tmp_path / "worker-3").mkdir()                    # a worker that never wrote state
+    lines: list[str] = []
+    stack._archive_worker_state(s, "20261201T224900Z", lines.append)
+    for name in ("worker", "worker-2"):
+        assert not (tmp_path / name / "data").exists()
+        assert (tmp_path / "archive" / f"{name}-20261201T224900Z" / "v1" / "marker").read_text() == name
+    assert [line.split()[0] for line in lines] == ["worker", "worker-2"]
