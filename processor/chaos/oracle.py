@@ -119,7 +119,9 @@ def judge(classified: Classified, settings: Any, worker_urls: list[str], partiti
         lost += max(-diff, 0)
     verdict.figures.update(points_lost=lost, points_double_counted=doubled)
     verdict.add("no point lost or double-counted", [f"{lost:,} points lost"] * bool(lost)
-                + [f"{doubled:,} points double-counted"] * bool(doubled))
+                + [f"{doubled:,} points double-counted"] * bool(doubled),
+                f"{sum(p['points']['available'] + p['points']['held'] for p in replayed.values()):,} points "
+                f"in the replay, the same in ClickHouse")
     if worker_urls:
         state, problems = worker_view(worker_urls, partitions)
         verdict.add("every worker's state equals the replay",

@@ -32,6 +32,7 @@ from processor.cli.alerts import alerts; main.add_command(alerts)  # noqa: E402,
 from processor.cli.report import report_command; main.add_command(report_command)  # noqa: E402,E702,I001
 from processor.cli.whatif import whatif; main.add_command(whatif)  # noqa: E402,E702,I001
 from processor.cli.verify import verify; main.add_command(verify)  # noqa: E402,E702,I001
+from processor.cli.chaos import chaos; main.add_command(chaos)  # noqa: E402,E702,I001
 from processor.cli.sink import sink; main.add_command(sink)  # noqa: E402,E702,I001
 
 
