@@ -3,10 +3,9 @@
 The log is folded by the file replay's code (both stages, file order); every input event, every
 stage-2 finding (live, `AnomalyDetected` is appended to `partner-events`) and every output record
 (ledger entries, tier changes, alert states, redemption decisions, rejections) is written through
-the sink's own mappings, and then the KPI rollup is rebuilt for what was written. Tests, the
-benchmark and `incentives report --load FILE` use it to fill a scratch database with figures a
-replay implies. `copies` writes everything that many times: a redelivery, which must change no
-figure.
+the sink's own mappings, and then the KPI rollup is rebuilt for what was written. The tests use it
+to fill a scratch database with the figures a replay implies. `copies` writes everything that
+many times: a redelivery, which must change no figure.
 """
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 """The ClickHouse sink's consumer path, without Faust: records to rows, the group consumer with its
 lag gauge and backwards checks, one batch's write-and-commit, and the supervisor.
 
-`processor.stream.sink` runs it as a task of the Faust worker (module docstring there says why and
-what it guarantees); it lives here so that it can be imported and tested without the Faust app.
+`processor.stream.sink_runner` runs it, in the `incentives sink` process or (with
+`INCENTIVES_SINK_IN_WORKER`) as a task of the Faust worker (`processor.stream.sink`, whose module
+docstring says what it guarantees); it lives here so that it can be imported and tested without
+the Faust app.
 """
 from __future__ import annotations
 
