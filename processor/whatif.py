@@ -12,13 +12,12 @@ plus rebates earned (cents); before uses the current program's point value, afte
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from processor.codec import InvalidEvent, from_json_line
 from processor.domain.program import Program, ProgramError
 from processor.kafka_replay import replay_log
-from processor.replay import Replayer
+from processor.replay import replay_lines
 
 AWARD_KINDS = ("earn", "bonus", "spiff")
 TOP_MOVERS = 10
@@ -34,23 +33,17 @@ def check_programs(current: Program, proposed: Program) -> None:
 def fold_lines(lines: list[str], program: Program, until_ms: int | None = None,
                progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """The replay document (with the ledger) of JSON lines in file order, as `replay --source FILE`."""
-    replayer = Replayer(program)
+    return replay_lines(_counted(lines, progress) if progress else lines, until=until_ms, program=program,
+                        include_ledger=True)
+
+
+def _counted(lines: Iterable[str], progress: Callable[[int], None], every: int = 1000) -> Iterator[str]:
+    n = 0
     for n, line in enumerate(lines, 1):
-        if progress is not None and n % 1000 == 0:
-            progress(1000)
-        if not line.strip():
-            continue
-        try:
-            event = from_json_line(line)
-        except InvalidEvent as exc:
-            replayer.feed_invalid(exc, f"line:{n}")
-            continue
-        if until_ms is not None and event["occurred_at"] > until_ms:
-            continue
-        replayer.feed(event)
-    if progress is not None:
-        progress(len(lines) % 1000)
-    return replayer.document(include_ledger=True)
+        if n % every == 0:
+            progress(every)
+        yield line
+    progress(n % every)
 
 
 def fold_log(log: dict[int, list[tuple[int, bytes]]], program: Program, until_ms: int | None = None) -> dict[str, Any]:
