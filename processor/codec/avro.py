@@ -5,7 +5,9 @@ a message written years ago still says which schema wrote it, so it can be read 
 has evolved: `decode` resolves any known writer version into the current schema of its record.
 
 `decode` is the hot path (tens of thousands of messages a second), so it does one dict lookup, one
-fastavro call and a few cheap checks; schemas are parsed once, by the registry.
+read of the body and a few cheap checks; schemas are parsed once, by the registry. A body of the
+current schema is read by `avro_plain` (two to three times faster than fastavro), any other (an older
+writer, or bytes that are not the plain encoding) by fastavro.
 """
 
 from __future__ import annotations
@@ -52,6 +54,13 @@ def decode(data: bytes | bytearray | memoryview | None, registry: SchemaRegistry
     writer = reg.writer(fp)
     if writer is None:
         raise InvalidEvent(UNDECODABLE, f"unknown schema fingerprint {fp.hex()} (no known writer schema)")
+    if writer.fast_reader is not None:
+        event = writer.fast_reader(data if type(data) is bytes else bytes(data), _HEADER_SIZE)
+        if event is not None:
+            event["event_type"] = writer.name
+            check_decoded(event, writer.spec)
+            return event
+    # Not the current schema, or not its plain encoding: fastavro reads it (and refuses what it refuses).
     body = BytesIO(data)
     body.seek(_HEADER_SIZE)
     # Any failure of the body, whatever fastavro raises for it (EOFError, UnicodeDecodeError,

@@ -24,6 +24,8 @@ from typing import Any, cast
 from fastavro import parse_schema
 from fastavro.schema import SchemaParseException, fingerprint, to_parsing_canonical_form
 
+from . import avro_plain
+from .avro_plain import Reader
 from .specs import RecordSpec, SchemaError, record_spec, short_name
 
 #: The event types of SPEC section 3, in the order the SPEC lists them.
@@ -88,6 +90,8 @@ class WriterSchema:
     #: The current schema to resolve into, or None when this writer *is* the current schema.
     reader: dict | None
     spec: RecordSpec
+    #: Reads a body of the current schema quickly (`avro_plain`; None: fastavro reads every body).
+    fast_reader: Reader | None = None
 
 
 class SchemaRegistry:
@@ -126,7 +130,7 @@ class SchemaRegistry:
         source = copy.deepcopy(schema)
         spec = record_spec(source)
         self._current[name] = CurrentSchema(name, source, parsed, fp, MAGIC + fp, spec)
-        self._writers[fp] = WriterSchema(name, fp, source, parsed, None, spec)
+        self._writers[fp] = WriterSchema(name, fp, source, parsed, None, spec, _fast_reader(parsed))
         # Older writers of this record must now resolve into the new current version.
         for old_fp, old in list(self._writers.items()):
             if old.name == name and old_fp != fp:
@@ -150,8 +154,9 @@ class SchemaRegistry:
         if current is None:
             raise SchemaError(f"writer schema {name!r} has no current schema to be read into")
         _check_resolvable(name, schema, current.source)
-        reader = None if fp == current.fingerprint else current.plain
-        return WriterSchema(name, fp, schema, parsed, reader, current.spec)
+        if fp == current.fingerprint:
+            return WriterSchema(name, fp, schema, parsed, None, current.spec, _fast_reader(parsed))
+        return WriterSchema(name, fp, schema, parsed, current.plain, current.spec)
 
     @property
     def event_types(self) -> tuple[str, ...]:
@@ -198,6 +203,11 @@ def _parse(schema: dict) -> tuple[str, dict, bytes]:
     except (SchemaParseException, KeyError, TypeError, ValueError) as exc:
         raise SchemaError(f"schema {schema.get('name')!r}: {exc}") from exc
     return short_name(schema["name"]), plain, fp
+
+
+def _fast_reader(parsed: dict) -> Reader | None:
+    steps = avro_plain.plan(parsed)
+    return avro_plain.reader(steps) if steps is not None else None
 
 
 def _without_logical_types(node: Any) -> Any:

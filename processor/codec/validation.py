@@ -13,7 +13,7 @@ Avro messages do not come through here (their types are guaranteed by the schema
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -36,22 +36,89 @@ def validate(event: Mapping[str, Any], registry: SchemaRegistry | None = None) -
     `occurred_at` may be given as int epoch millis, an ISO-8601 string with an offset, or an
     aware datetime. `event_type` picks the schema.
     """
-    reg = registry or default_registry
+    spec = _spec(event, registry or default_registry)
+    out = _quick(spec, event)
+    return out if out is not None else _field_by_field(spec, event)
+
+
+def validate_field_by_field(event: Mapping[str, Any], registry: SchemaRegistry | None = None) -> dict[str, Any]:
+    """`validate` without its fast path: what it must always equal (the tests compare the two)."""
+    spec = _spec(event, registry or default_registry)
+    return _field_by_field(spec, event)
+
+
+def _spec(event: Mapping[str, Any], reg: SchemaRegistry) -> RecordSpec:
     if not isinstance(event, Mapping):
         raise InvalidEvent(UNDECODABLE, f"an event must be an object, got {type(event).__name__}")
-    ids = _readable_ids(event)
     event_type = event.get("event_type")
     if not isinstance(event_type, str) or event_type not in reg:
         if event_type is None or event_type == "":
             message = "event_type is missing"
         else:
             message = f"unknown event_type {_show(event_type)}; known: {', '.join(reg.event_types)}"
-        raise InvalidEvent(UNKNOWN_EVENT_TYPE, message, field="event_type", **ids)
-    spec = reg.current(event_type).spec
+        raise InvalidEvent(UNKNOWN_EVENT_TYPE, message, field="event_type", **_readable_ids(event))
+    return reg.current(event_type).spec
+
+
+def _field_by_field(spec: RecordSpec, event: Mapping[str, Any]) -> dict[str, Any]:
+    ids = _readable_ids(event)
     out: dict[str, Any] = {}
     for field in spec.fields:
         out[field.name] = _check(spec, field, event.get(field.name, _MISSING), ids)
     return out
+
+
+_QuickCheck = Callable[[Mapping[str, Any]], "dict[str, Any] | None"]
+_QUICK: dict[int, tuple[RecordSpec, _QuickCheck]] = {}
+
+
+def _quick(spec: RecordSpec, event: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The normalised event when every field is plainly right (the common case: exact types, ASCII
+    strings, a time in the canonical form), checked in one pass by a function compiled once per
+    record (`_quick_source`); None when anything needs a closer look, and `validate` then goes field
+    by field as before, which decides (same result, same first reason). Every case it accepts is
+    one `_check` accepts, with the same value (tests/unit/test_core_speed_invariants.py)."""
+    found = _QUICK.get(id(spec))
+    if found is None or found[0] is not spec:
+        namespace: dict[str, Any] = {"parse": parse_iso_millis, "MIN": MIN_MILLIS, "MAX": MAX_MILLIS}
+        for i, field in enumerate(spec.fields):
+            namespace[f"D{i}"] = None if field.optional else field.default
+            namespace[f"S{i}"] = field.symbols
+            namespace[f"R{i}"] = field.pattern
+        exec(compile(_quick_source(spec), f"<quick check {spec.name}>", "exec"), namespace)  # noqa: S102
+        found = _QUICK[id(spec)] = (spec, namespace["check"])
+    return found[1](event)
+
+
+def _quick_source(spec: RecordSpec) -> str:
+    lines = ["def check(event):", "    get = event.get"]
+    for i, field in enumerate(spec.fields):
+        v = f"v{i}"
+        lines.append(f"    {v} = get({field.name!r})")
+        absent = f"{v} = D{i}" if field.has_default else "return None"
+        lines += [f"    if {v} is None:", f"        {absent}", "    else:"]
+        kind = field.kind
+        if kind == specs.STRING:
+            lines += [f"        if type({v}) is not str or not {v} or not {v}.isascii():", "            return None"]
+            if field.pattern is not None:
+                lines += [f"        if R{i}.fullmatch({v}) is None:", "            return None"]
+        elif kind == specs.ENUM:
+            lines += [f"        if type({v}) is not str or {v} not in S{i}:", "            return None"]
+        elif kind == specs.TIMESTAMP:
+            lines += [f"        if type({v}) is str:",
+                      "            try:",
+                      f"                {v} = parse({v})",
+                      "            except ValueError:",
+                      "                return None",
+                      f"        elif type({v}) is not int or not MIN <= {v} <= MAX:",
+                      "            return None"]
+        elif kind == specs.BOOLEAN:
+            lines += [f"        if type({v}) is not bool:", "            return None"]
+        else:                                                    # int, long
+            low, high = _INT_RANGE if kind == specs.INT else _LONG_RANGE
+            lines += [f"        if type({v}) is not int or not {low} <= {v} <= {high}:", "            return None"]
+    lines.append("    return {" + ", ".join(f"{f.name!r}: v{i}" for i, f in enumerate(spec.fields)) + "}")
+    return "\n".join(lines) + "\n"
 
 
 def check_decoded(event: dict[str, Any], spec: RecordSpec) -> None:

@@ -29,7 +29,8 @@ def on_sale(step: Step, st: PartnerState) -> str | None:
     if quantity < 0:
         return "invalid_quantity"
     month = step.month
-    st.month(month).active = True
+    stats = st.month(month)
+    stats.active = True
     order_id = ev["order_id"]
     if order_id in st.orders:
         # the same partner claims its own order again under a new event id: it earns nothing
@@ -41,11 +42,11 @@ def on_sale(step: Step, st: PartnerState) -> str | None:
 
     program = step.program
     base, explanation = sale_points(step, st, amount, ev["category"])
-    deal = st.deals.get(ev.get("deal_id") or "")
+    deal_id = ev.get("deal_id")
+    deal = st.deals.get(deal_id) if deal_id else None     # no deal has an empty id
     bonus = 0
     if deal is not None and deal.status in ("open", "won") and not deal.conflicted:
         bonus = base * program.deal_bonus_pct // 100
-    stats = st.month(month)
     room = max(0, program.monthly_cap_points - stats.sale_points)
     earned = min(base, room)
     bonus_awarded = min(bonus, room - earned)

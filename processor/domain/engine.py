@@ -104,7 +104,7 @@ class Stage1:
                 return out
             st.seen.add(event_id)
             store.put(st)
-        out.rejections.append(rejection(event_id or where, reason, partner_id, event_type, occurred_ms))
+        out.add_rejection(rejection(event_id or where, reason, partner_id, event_type, occurred_ms))
         return out
 
     def _dispatch(self, step: Step, st: PartnerState) -> str | None:
@@ -123,8 +123,8 @@ class Stage1:
     def _reject(self, step: Step, reason: str) -> None:
         ev = step.event
         step.out.status = REJECTED
-        step.out.rejections.append(rejection(ev["event_id"], reason, ev.get("partner_id"), ev["event_type"],
-                                             ev.get("occurred_at")))
+        step.out.add_rejection(rejection(ev["event_id"], reason, ev.get("partner_id"), ev["event_type"],
+                                         ev.get("occurred_at")))
 
     def _period_closed(self, store: PartnerStore, scope: Scope, step: Step) -> Outcome:
         out, event = step.out, step.event

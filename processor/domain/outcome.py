@@ -6,8 +6,7 @@ Adapters turn an Outcome into Kafka records and ClickHouse rows; the replay into
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from typing import Any
 
 from .ledger import seal
@@ -18,41 +17,98 @@ from .timeutil import iso_seconds, month_index
 APPLIED, REJECTED, DUPLICATE = "applied", "rejected", "duplicate"
 
 
+#: An Outcome's collections start as this one shared empty tuple and become lists on their first
+#: item (the `add_*` methods): an event fills one or two of the seven, and a batch keeps every
+#: outcome until its outputs are sent, so eight fresh lists per event were most of the objects the
+#: garbage collector had to scan again and again (docs/performance.md). Append through `add_*`.
+NOTHING: Any = ()
+
+
 @dataclass
 class Outcome:
     status: str = APPLIED
-    ledger: list[dict[str, Any]] = field(default_factory=list)
-    ledger_json: list[bytes] = field(default_factory=list)     # the same entries, encoded once
-    tier_changes: list[dict[str, Any]] = field(default_factory=list)
-    redemptions: list[dict[str, Any]] = field(default_factory=list)
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    rejections: list[dict[str, Any]] = field(default_factory=list)
-    forwards: list[tuple[str, dict[str, Any]]] = field(default_factory=list)   # (stage-2 key, record)
+    ledger: list[dict[str, Any]] = NOTHING
+    ledger_json: list[bytes] = NOTHING                       # the same entries, encoded once
+    tier_changes: list[dict[str, Any]] = NOTHING
+    redemptions: list[dict[str, Any]] = NOTHING
+    alerts: list[dict[str, Any]] = NOTHING
+    rejections: list[dict[str, Any]] = NOTHING
+    forwards: list[tuple[str, dict[str, Any]]] = NOTHING     # (stage-2 key, record)
+
+    def add_ledger(self, entry: dict[str, Any], encoded: bytes) -> None:
+        if self.ledger is NOTHING:
+            self.ledger, self.ledger_json = [entry], [encoded]
+        else:
+            self.ledger.append(entry)
+            self.ledger_json.append(encoded)
+
+    def add_tier_change(self, change: dict[str, Any]) -> None:
+        if self.tier_changes is NOTHING:
+            self.tier_changes = [change]
+        else:
+            self.tier_changes.append(change)
+
+    def add_redemption(self, decision: dict[str, Any]) -> None:
+        if self.redemptions is NOTHING:
+            self.redemptions = [decision]
+        else:
+            self.redemptions.append(decision)
+
+    def add_alert(self, alert: dict[str, Any]) -> None:
+        if self.alerts is NOTHING:
+            self.alerts = [alert]
+        else:
+            self.alerts.append(alert)
+
+    def add_rejection(self, rejection: dict[str, Any]) -> None:
+        if self.rejections is NOTHING:
+            self.rejections = [rejection]
+        else:
+            self.rejections.append(rejection)
+
+    def add_forward(self, key: str, record: dict[str, Any]) -> None:
+        if self.forwards is NOTHING:
+            self.forwards = [(key, record)]
+        else:
+            self.forwards.append((key, record))
 
 
-@dataclass
 class Step:
-    program: Program
-    event: dict[str, Any]
-    out: Outcome
+    """The working context of one event (a plain class with slots: rules read these attributes on
+    every event, and the event time's forms are computed once, when first asked)."""
+
+    __slots__ = ("_iso", "_month", "event", "out", "program")
+
+    def __init__(self, program: Program, event: dict[str, Any], out: Outcome) -> None:
+        self.program = program
+        self.event = event
+        self.out = out
+        self._iso: str | None = None
+        self._month: int | None = None
 
     @property
     def event_id(self) -> str:
-        return self.event["event_id"]
+        return self.event["event_id"]  # type: ignore[no-any-return]
 
     @property
     def occurred_ms(self) -> int:
-        return self.event["occurred_at"]
+        return self.event["occurred_at"]  # type: ignore[no-any-return]
 
-    @cached_property
+    @property
     def occurred_iso(self) -> str:
         """The event time in the ledger's form (computed once per event)."""
-        return iso_seconds(self.event["occurred_at"])
+        iso = self._iso
+        if iso is None:
+            iso = self._iso = iso_seconds(self.event["occurred_at"])
+        return iso
 
-    @cached_property
+    @property
     def month(self) -> int:
         """The calendar month of the event time."""
-        return month_index(self.event["occurred_at"])
+        month = self._month
+        if month is None:
+            month = self._month = month_index(self.event["occurred_at"])
+        return month
 
     def post(self, st: PartnerState, account: str, kind: str, d_avail: int, d_held: int,
              rule_id: str, explanation: str) -> dict[str, Any]:
@@ -78,9 +134,8 @@ class Step:
             "explanation": explanation,
             "prev_hash": st.head,
         }
-        self.out.ledger_json.append(seal(entry))
+        self.out.add_ledger(entry, seal(entry))
         st.head = entry["hash"]
-        self.out.ledger.append(entry)
         return entry
 
     def raise_alert(self, st: PartnerState, alert_type: str, trigger_event_id: str, evidence: str,
@@ -96,7 +151,7 @@ class Step:
         return alert
 
     def publish_alert(self, st: PartnerState, alert: Alert, resolved_by: str = "") -> None:
-        self.out.alerts.append({
+        self.out.add_alert({
             "alert_id": alert.alert_id,
             "alert_type": alert.alert_type,
             "severity": alert.severity,
@@ -113,4 +168,4 @@ class Step:
         })
 
     def forward(self, key: str, record: dict[str, Any]) -> None:
-        self.out.forwards.append((key, record))
+        self.out.add_forward(key, record)

@@ -19,7 +19,7 @@ def on_redemption(step: Step, st: PartnerState) -> str | None:
     elif st.available() < points:
         reason = "insufficient_points"
     st.redemptions[rid] = reason or "accepted"
-    step.out.redemptions.append({
+    step.out.add_redemption({
         "redemption_id": rid, "partner_id": st.partner_id,
         "decision": "rejected" if reason else "accepted", "reason": reason or "",
         "reward": ev["reward"], "points": points, "source_event_id": step.event_id,

@@ -13,24 +13,32 @@ from .timeutil import calendar_month_number
 def tier_met(step: Step, st: PartnerState, last_month: int) -> str:
     """The highest tier whose requirements hold over the window ending with `last_month`."""
     program = step.program
-    first = last_month - program.trailing_months + 1
-    net, certified = 0, set()
-    for k in range(first, last_month + 1):
-        stats = st.months.get(k)
+    net = 0
+    with_certs = []
+    month_stats = st.months.get
+    for k in range(last_month - program.trailing_months + 1, last_month + 1):
+        stats = month_stats(k)
         if stats is not None:
             net += stats.net_cents
-            certified |= stats.certified
-    certs = len(certified)          # distinct certified courses in the window
+            if stats.certified:
+                with_certs.append(stats.certified)
+    certs = -1                      # distinct certified courses in the window, counted when needed
     best = program.tier_order[0]
     for tier in program.tier_order:
         req = program.tier_requirements[tier]
-        if net >= req.net_sales_cents and certs >= req.certifications:
-            best = tier
+        if net < req.net_sales_cents:
+            continue
+        if req.certifications > 0:
+            if certs < 0:
+                certs = len(set().union(*with_certs))
+            if certs < req.certifications:
+                continue
+        best = tier
     return best
 
 
 def _change(step: Step, st: PartnerState, to_tier: str, reason: str) -> None:
-    step.out.tier_changes.append({
+    step.out.add_tier_change({
         "change_id": f"{st.partner_id}:{step.event_id}:{to_tier}",
         "partner_id": st.partner_id,
         "from_tier": st.tier,
@@ -45,9 +53,14 @@ def _change(step: Step, st: PartnerState, to_tier: str, reason: str) -> None:
 
 
 def check_upgrade(step: Step, st: PartnerState, month: int) -> None:
-    """After an event that changes the metrics: upgrade at once to the highest tier met."""
+    """After an event that changes the metrics: upgrade at once to the highest tier met (a partner
+    at the top tier has none to go to: nothing to compute)."""
+    program = step.program
+    rank = program.tier_rank(st.tier)
+    if rank == len(program.tier_order) - 1:
+        return
     met = tier_met(step, st, month)
-    if step.program.tier_rank(met) > step.program.tier_rank(st.tier):
+    if program.tier_rank(met) > rank:
         _change(step, st, met, "upgrade")
 
 

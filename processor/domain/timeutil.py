@@ -28,13 +28,39 @@ def parse_iso(text: str) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
+#: Event times the day cache serves: 1970-01-01 up to the end of year 9999 (others go through
+#: `time.gmtime` directly, as before).
+_CACHED_END = 253_402_300_800_000
+_DAYS: dict[int, tuple[str, int, int]] = {}
+_DAYS_MAX = 100_000
+
+
+def _day(day: int) -> tuple[str, int, int]:
+    """("YYYY-MM-DD", month index, day of month) of a day number since the epoch, memoised: every
+    event asks for its time's forms, and a stream's events fall on comparatively few days."""
+    found = _DAYS.get(day)
+    if found is None:
+        t = time.gmtime(day * 86_400)
+        found = (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}", t.tm_year * 12 + t.tm_mon - 1, t.tm_mday)
+        if len(_DAYS) >= _DAYS_MAX:
+            _DAYS.clear()
+        _DAYS[day] = found
+    return found
+
+
 def iso_seconds(ms: int) -> str:
     """The ledger's time form: ISO-8601 UTC floored to the second."""
+    if type(ms) is int and 0 <= ms < _CACHED_END:
+        day, rest = divmod(ms, MS_DAY)
+        s = rest // 1000
+        return f"{(_DAYS.get(day) or _day(day))[0]}T{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}Z"
     t = time.gmtime(ms // 1000)
     return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}Z"
 
 
 def month_index(ms: int) -> int:
+    if type(ms) is int and 0 <= ms < _CACHED_END:
+        return (_DAYS.get(ms // MS_DAY) or _day(ms // MS_DAY))[1]
     t = time.gmtime(ms // 1000)
     return t.tm_year * 12 + t.tm_mon - 1
 
@@ -48,15 +74,31 @@ def month_to_period(month: int) -> str:
     return f"{month // 12:04d}-{month % 12 + 1:02d}"
 
 
+_MONTH_START: dict[int, int] = {}
+_MONTH_DAYS: dict[int, int] = {}
+
+
 def month_start_ms(month: int) -> int:
-    return parse_iso(f"{month_to_period(month)}-01T00:00:00Z")
+    start = _MONTH_START.get(month) if type(month) is int else None
+    if start is None:
+        start = parse_iso(f"{month_to_period(month)}-01T00:00:00Z")
+        if type(month) is int and len(_MONTH_START) < _DAYS_MAX:
+            _MONTH_START[month] = start
+    return start
 
 
 def days_in_month(month: int) -> int:
-    return calendar.monthrange(month // 12, month % 12 + 1)[1]
+    days = _MONTH_DAYS.get(month) if type(month) is int else None
+    if days is None:
+        days = calendar.monthrange(month // 12, month % 12 + 1)[1]
+        if type(month) is int and len(_MONTH_DAYS) < _DAYS_MAX:
+            _MONTH_DAYS[month] = days
+    return days
 
 
 def day_of_month(ms: int) -> int:
+    if type(ms) is int and 0 <= ms < _CACHED_END:
+        return (_DAYS.get(ms // MS_DAY) or _day(ms // MS_DAY))[2]
     return time.gmtime(ms // 1000).tm_mday
 
 

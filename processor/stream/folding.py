@@ -9,17 +9,17 @@ and the scope of `PeriodClosed`. The replays fold the same log through the same 
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from processor import topics
 from processor.codec import InvalidEvent, decode
+from processor.codec.compact_json import dumps_sorted
 from processor.domain.engine import Stage1
 from processor.domain.outcome import Outcome
 from processor.stream.log_check import digest
-from processor.stream.partition_state import PartitionMeta, PartitionState
+from processor.stream.partition_state import PartitionMeta, PartitionState, collector_paused
 
 __all__ = ["BatchResult", "Contiguous", "Message", "OutRecord", "PartitionMeta", "PartitionState",
            "fold_partition", "outcome_records"]
@@ -38,7 +38,7 @@ class Message:
         return f"{self.topic}:{self.partition}:{self.offset}"
 
 
-@dataclass
+@dataclass(slots=True)
 class OutRecord:
     topic: str
     key: bytes | None
@@ -89,7 +89,9 @@ class BatchResult:
 
 
 def _json(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact JSON with sorted keys (`json.dumps(record, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)`, byte for byte: `compact_json`)."""
+    return dumps_sorted(record)
 
 
 def dlq_headers(msg: Message, rejection: dict[str, Any], error_class: str, error_text: str
@@ -125,28 +127,39 @@ def outcome_records(out: Outcome, msg: Message, error: InvalidEvent | None = Non
     the original key and value (None stays None) and headers saying where it came from and why:
     `error` is the codec's refusal, else the rules refused a valid event."""
     records: list[OutRecord] = []
-    for e, encoded in zip(out.ledger, out.ledger_json, strict=True):
-        records.append(OutRecord(topics.POINTS_LEDGER, e["partner_id"].encode(), encoded))
+    _add_records(records, out, msg, error)
+    return records
+
+
+def _add_records(records: list[OutRecord], out: Outcome, msg: Message, error: InvalidEvent | None) -> None:
+    add = records.append
+    if out.ledger:
+        for e, encoded in zip(out.ledger, out.ledger_json, strict=True):
+            add(OutRecord(topics.POINTS_LEDGER, e["partner_id"].encode(), encoded))
     for t in out.tier_changes:
-        records.append(OutRecord(topics.TIER_CHANGES, t["partner_id"].encode(), _json(t)))
+        add(OutRecord(topics.TIER_CHANGES, t["partner_id"].encode(), dumps_sorted(t)))
     for r in out.redemptions:
-        records.append(OutRecord(topics.REDEMPTION_DECISIONS, r["partner_id"].encode(), _json(r)))
+        add(OutRecord(topics.REDEMPTION_DECISIONS, r["partner_id"].encode(), dumps_sorted(r)))
     for a in out.alerts:
-        records.append(OutRecord(topics.ANOMALY_ALERTS, a["partner_id"].encode(), _json(a)))
+        add(OutRecord(topics.ANOMALY_ALERTS, a["partner_id"].encode(), dumps_sorted(a)))
     for rej in out.rejections:
         if error is not None:
             headers = dlq_headers(msg, rej, type(error).__name__, str(error))
         else:
             headers = dlq_headers(msg, rej, "RuleRejection", f"refused by the program rules: {rej['reason']}")
-        records.append(dead_letter(msg, headers))
+        add(dead_letter(msg, headers))
     for key, fwd in out.forwards:
-        records.append(OutRecord(topics.REPARTITION, key.encode(), _json(fwd)))
-    return records
+        add(OutRecord(topics.REPARTITION, key.encode(), dumps_sorted(fwd)))
 
 
 def fold_partition(stage1: Stage1, part: PartitionState, messages: Sequence[Message]) -> BatchResult:
     """Fold one partition's messages (in offset order) into the partition's partners: those
     `Contiguous` hands out from the partition's watermark, which follows each one."""
+    with collector_paused():
+        return _fold(stage1, part, messages)
+
+
+def _fold(stage1: Stage1, part: PartitionState, messages: Sequence[Message]) -> BatchResult:
     result = BatchResult()
     meta = part.meta
     store = part.store()
@@ -159,11 +172,11 @@ def fold_partition(stage1: Stage1, part: PartitionState, messages: Sequence[Mess
             out = stage1.reject(store, exc.event_id, exc.partner_id, exc.event_type, exc.reason, None, msg.where)
             label = "undecodable" if exc.reason == "undecodable" else exc.event_type or "undecodable"
             result.outcomes.append((label, out))
-            result.records += outcome_records(out, msg, exc)
+            _add_records(result.records, out, msg, exc)
             continue
         out = stage1.apply(store, meta.scope, event)
         result.outcomes.append((event["event_type"], out))
-        result.records += outcome_records(out, msg)
+        _add_records(result.records, out, msg, None)
     if run.last is not None:
         meta.digest = digest(run.last.key, run.last.value)
     result.dirty = store.dirty
