@@ -10,8 +10,8 @@ The replay (`processor.kafka_replay.replay_log`, the auditor's own code) is the 
   killed after producing them re-produces them), and there are as many as the poison injected;
 - every ledger entry names a source event that is in the log;
 - every partner's hash chain verifies (`processor.verify`).
-Each input record is classified exactly once (applied, duplicate, rejected by the rules, or
-refused by the codec), and the classes must add up to the records in the log.
+Each input record's fate in the replay (applied, duplicate, rejected by the rules, refused by the
+codec) is reported as a figure; the live system is held to it by the checks above.
 """
 from __future__ import annotations
 
@@ -101,11 +101,11 @@ def judge(classified: Classified, settings: Any, worker_urls: list[str], partiti
     verdict.figures.update(records=c["records"], applied=c["applied"], duplicates=c["duplicate"],
                            rejected=c["rejected"], refused_by_codec=c["refused_by_codec"],
                            injected_poison=injected_poison, partners=len(replayed))
-    taken = c["applied"] + c["duplicate"] + c["rejected"] + c["refused_by_codec"]
-    verdict.add("every input record taken exactly once",
-                [] if taken == c["records"] else [f"{taken} classified of {c['records']} records"],
-                f"{c['records']:,} records: {c['applied']:,} applied, {c['duplicate']:,} duplicates, "
-                f"{c['rejected']:,} rejected, {c['refused_by_codec']:,} refused by the codec")
+    # how the replay took each record (a figure, not a check: the classes add up by construction;
+    # the checks below hold the live system to them)
+    verdict.figures["records_taken"] = (f"{c['records']:,} records: {c['applied']:,} applied, "
+                                        f"{c['duplicate']:,} duplicates, {c['rejected']:,} rejected, "
+                                        f"{c['refused_by_codec']:,} refused by the codec")
 
     live, chain_problems = clickhouse_view(settings)
     verdict.add("ClickHouse ledger equals the replay", compare(replayed, live, "ClickHouse", KEYS),
