@@ -19,19 +19,22 @@ import importlib.util
 import os
 import re
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from processor.config import REPO_ROOT, Settings
 from processor.devstack import proc
-from processor.devstack.ports import PortWanted, check_ports_free
+from processor.devstack.ports import PortWanted, check_ports_free, find_conflicts
 
 NAME = "worker"
 APP_MODULE = "processor.stream.app"
 MARKER = f"-A {APP_MODULE} worker"
 HOST = "127.0.0.1"
 READY_TIMEOUT = 90.0
+#: How long `start` waits for a port an exiting worker still holds before refusing it.
+PORT_RELEASE_WAIT = 15.0
 #: Faust accepts crit|error|warn|info|debug (``warning`` is rejected).
 LOG_LEVEL = "warn"
 #: The app serves ``/ready`` (200 once partitions are assigned, 503 before); only 200 counts.
@@ -159,6 +162,10 @@ def start(settings: Settings, timeout: float = READY_TIMEOUT) -> int:
             f"the Faust app module {APP_MODULE} "
             f"({REPO_ROOT / 'processor' / 'stream' / 'app.py'}) does not exist yet"
         )
+    # a worker that just stopped (or was killed) can hold its web port for a moment while it exits
+    deadline = time.monotonic() + PORT_RELEASE_WAIT
+    while find_conflicts(wanted_ports(settings)) and time.monotonic() < deadline:
+        time.sleep(0.2)
     check_ports_free(wanted_ports(settings))
     directory(settings).mkdir(parents=True, exist_ok=True)
     p = proc.spawn(argv(settings), log_file=log_file(settings), pid_file=pid_file(settings),
