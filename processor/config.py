@@ -23,15 +23,26 @@ INCENTIVES_SINK_PORT             `incentives sink`'s /metrics port        6065
 INCENTIVES_PARTITIONS            partitions of every topic                4
 INCENTIVES_PROGRAM               program rules (YAML)                     deploy/programs/default.yaml
 INCENTIVES_APP_ID                Faust app id (group, changelog prefix)   incentives
-INCENTIVES_BATCH_WAIT_MS         how long a stage waits to fill a batch   1000
+INCENTIVES_BATCH_WAIT_MS         longest a backed-up stage fills a batch  1000
+INCENTIVES_BATCH_LINGER_MS       a stage's wait for more after an event   10
 INCENTIVES_MAX_MESSAGE_BYTES     largest record the worker produces       1000000
 INCENTIVES_CONSOLE_HOST          bind address of the analysts' console    127.0.0.1
 INCENTIVES_CONSOLE_PORT          port of the analysts' console            8088
 INCENTIVES_CONSOLE_USERS         console users file (scrypt hashes)       deploy/console-users.yaml
+INCENTIVES_WRITER_SCHEMAS        more known writer schemas: directories   (none)
+                                 of ``*.avsc``, ``os.pathsep``-separated
 ===============================  =======================================  ============================
 
 A relative `INCENTIVES_HOME` or `INCENTIVES_WORKER_DIR` is taken from the current directory, a
-relative `INCENTIVES_PROGRAM` or `INCENTIVES_CONSOLE_USERS` from the repository root.
+relative `INCENTIVES_PROGRAM`, `INCENTIVES_CONSOLE_USERS` or directory of `INCENTIVES_WRITER_SCHEMAS`
+from the repository root.
+
+`INCENTIVES_WRITER_SCHEMAS` names writer schemas that are not (yet) in `schemas/`, e.g. those of an
+upstream producer upgraded before this processor: `processor.codec` registers every ``*.avsc`` in
+them as a known writer, exactly like `schemas/history/` (read into the current schema of the same
+record; refused at start-up when resolution cannot bridge). The codec builds its default registry
+once, at import, from :func:`writer_schema_dirs`, so every process that decodes (worker, sink,
+`replay --source kafka`) honours the variable of its own environment.
 
 The ClickHouse sink runs inside the worker unless `INCENTIVES_SINK_IN_WORKER` is false; then it runs
 as its own process, `incentives sink` (`incentives dev up` starts it so, and its workers with the
@@ -74,10 +85,12 @@ DEFAULT_PARTITIONS = 4
 DEFAULT_PROGRAM = "deploy/programs/default.yaml"
 DEFAULT_APP_ID = "incentives"
 DEFAULT_BATCH_WAIT_MS = 1000
+DEFAULT_BATCH_LINGER_MS = 10
 DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
 DEFAULT_CONSOLE_HOST = "127.0.0.1"
 DEFAULT_CONSOLE_PORT = 8088
 DEFAULT_CONSOLE_USERS = "deploy/console-users.yaml"
+WRITER_SCHEMAS = ENV_PREFIX + "WRITER_SCHEMAS"
 
 
 class ConfigError(ValueError):
@@ -103,9 +116,12 @@ class Settings:
     partitions: int
     program: Path
     app_id: str
-    #: a stage agent takes up to 10,000 events, waiting at most this long for them: larger batches
-    #: amortise the per-batch costs (state pickles, changelog, producer round trips) at the price
-    #: of that much latency when the stream is quiet
+    #: a stage agent takes up to 10,000 events. After a batch's first event it waits this long for
+    #: more, and goes when that brought few (a quiet stream: an event waits no longer than this at
+    #: each stage); while each wait brings many (a backlog) it keeps filling the batch, for up to
+    #: `batch_wait_ms`: larger batches amortise the per-batch costs (state records, changelog,
+    #: producer round trips). `processor/stream/batching.py`
+    batch_linger_ms: int
     batch_wait_ms: int
     #: the producer's maximum request size (a record over it is refused; brokers have a similar
     #: limit). Every state record is far below it by design; one over it stops the worker with an
@@ -124,6 +140,9 @@ class Settings:
     sink_in_worker: bool
     #: the port of `incentives sink`'s Prometheus ``/metrics``
     sink_port: int
+    #: directories of more known *writer* schemas (``*.avsc``), registered like `schemas/history/`
+    #: (the codec reads them through :func:`writer_schema_dirs` when it builds its registry)
+    writer_schemas: tuple[Path, ...]
 
     # ----------------------------------------------------------------- derived values
     @property
@@ -168,6 +187,8 @@ class Settings:
         """These settings as ``INCENTIVES_*`` variables (absolute paths, booleans as 1/0), for
         child processes: ``load_settings(settings.as_env()) == settings``."""
         def text(value: object) -> str:
+            if isinstance(value, tuple):
+                return os.pathsep.join(str(v) for v in value)
             return ("1" if value else "0") if isinstance(value, bool) else str(value)
 
         return {ENV_PREFIX + f.name.upper(): text(getattr(self, f.name)) for f in fields(self)}
@@ -213,6 +234,19 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} is not a boolean (1/0, true/false, yes/no, on/off)")
 
 
+def writer_schema_dirs(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
+    """The directories of ``INCENTIVES_WRITER_SCHEMAS`` (default ``os.environ``), absolute (a relative
+    one from the repository root), in order, empty entries skipped. Whether they exist and hold
+    usable schemas is the codec's check, when it registers them."""
+    env = os.environ if env is None else env
+    dirs = []
+    for raw in env.get(WRITER_SCHEMAS, "").split(os.pathsep):
+        if raw.strip():
+            path = Path(raw.strip()).expanduser()
+            dirs.append((path if path.is_absolute() else REPO_ROOT / path).resolve())
+    return tuple(dict.fromkeys(dirs))
+
+
 def load_settings(env: Mapping[str, str] | None = None, *, cwd: Path | None = None) -> Settings:
     """Read the settings from ``env`` (default ``os.environ``). Relative ``INCENTIVES_HOME`` and
     ``INCENTIVES_WORKER_DIR`` are resolved against ``cwd`` (default: the current directory), a
@@ -254,6 +288,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, cwd: Path | None = No
         partitions=_int(env, "PARTITIONS", DEFAULT_PARTITIONS),
         program=program.resolve(),
         app_id=_str(env, "APP_ID", DEFAULT_APP_ID),
+        batch_linger_ms=_int(env, "BATCH_LINGER_MS", DEFAULT_BATCH_LINGER_MS),
         batch_wait_ms=_int(env, "BATCH_WAIT_MS", DEFAULT_BATCH_WAIT_MS),
         max_message_bytes=_int(env, "MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES),
         console_host=_str(env, "CONSOLE_HOST", DEFAULT_CONSOLE_HOST),
@@ -262,4 +297,5 @@ def load_settings(env: Mapping[str, str] | None = None, *, cwd: Path | None = No
         worker_dir=worker_dir.resolve(),
         sink_in_worker=_bool(env, "SINK_IN_WORKER", DEFAULT_SINK_IN_WORKER),
         sink_port=_port(env, "SINK_PORT", DEFAULT_SINK_PORT),
+        writer_schemas=writer_schema_dirs(env),
     )

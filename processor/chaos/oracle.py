@@ -9,19 +9,23 @@ The replay (`processor.kafka_replay.replay_log`, the auditor's own code) is the 
 - the dead-letter topic: every message the codec refuses is there (copies counted apart: a worker
   killed after producing them re-produces them), and there are as many as the poison injected;
 - every ledger entry names a source event that is in the log;
+- with `schema-mix`, the messages of the newer `SaleRecorded` writer: as many in the log as were
+  sent, none refused by the replay's codec, none a refusal in the dead-letter topic, and the
+  replay applied them (their fates are a figure);
 - every partner's hash chain verifies (`processor.verify`).
 Each input record's fate in the replay (applied, duplicate, rejected by the rules, refused by the
 codec) is reported as a figure; the live system is held to it by the checks above.
 """
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from processor import topics
-from processor.codec import InvalidEvent, decode
+from processor.codec import MAGIC, InvalidEvent, SchemaRegistry, decode
+from processor.codec import registry as default_registry
 from processor.domain.outcome import APPLIED, DUPLICATE
 from processor.domain.program import Program
 from processor.kafka_replay import clickhouse_view, compare, worker_view
@@ -65,12 +69,19 @@ class Classified:
     counts: Counter[str]
     invalid_sources: set[str]          # <topic>:<partition>:<offset> of every record the codec refused
     event_ids: set[str]
+    #: fingerprint -> fates of the records written by a known writer other than the current schema
+    #: of its record (an older one, or a newer upstream one), counted apart as well
+    other_writers: dict[bytes, Counter[str]] = field(default_factory=dict)
 
 
-def classify(log: Log, program: Program, topic: str = topics.PARTNER_EVENTS) -> Classified:
-    """Replay `log` as `replay --source kafka` does, counting each record's fate once."""
+def classify(log: Log, program: Program, topic: str = topics.PARTNER_EVENTS,
+             registry: SchemaRegistry | None = None) -> Classified:
+    """Replay `log` as `replay --source kafka` does, counting each record's fate once. `registry`:
+    the one the live processes decode with (default: this process's, `processor.codec.registry`)."""
+    reg = registry or default_registry
     replayer = Replayer(program, run_stage2=False, global_deal_ids=False)
     counts: Counter[str] = Counter()
+    others: defaultdict[bytes, Counter[str]] = defaultdict(Counter)
     invalid: set[str] = set()
     ids: set[str] = set()
     for partition in sorted(log):
@@ -78,22 +89,33 @@ def classify(log: Log, program: Program, topic: str = topics.PARTNER_EVENTS) -> 
             where = f"{topic}:{partition}:{offset}"
             counts["records"] += 1
             try:
-                event = decode(value)
+                event = decode(value, reg)
             except InvalidEvent as exc:
                 replayer.feed_invalid(exc, where, part=partition)
-                counts["refused_by_codec"] += 1
+                fate = "refused_by_codec"
                 invalid.add(where)
-                continue
-            ids.add(event["event_id"])
-            status = replayer.feed(event, part=partition).status
-            counts["applied" if status == APPLIED else "duplicate" if status == DUPLICATE else "rejected"] += 1
-    return Classified(replayer, counts, invalid, ids)
+            else:
+                ids.add(event["event_id"])
+                status = replayer.feed(event, part=partition).status
+                fate = "applied" if status == APPLIED else "duplicate" if status == DUPLICATE else "rejected"
+            counts[fate] += 1
+            writer = reg.writer(_fingerprint(value)) if value else None
+            if writer is not None and writer.reader is not None:
+                others[writer.fingerprint][fate] += 1
+    return Classified(replayer, counts, invalid, ids, dict(others))
+
+
+def _fingerprint(value: bytes) -> bytes:
+    """The writer fingerprint a single-object message names (b"" when it is not one)."""
+    return bytes(value[2:10]) if value[:2] == MAGIC and len(value) >= 10 else b""
 
 
 def judge(classified: Classified, settings: Any, worker_urls: list[str], partitions: int,
-          dlq_records: list[tuple[dict[str, bytes], bytes | None]], injected_poison: int) -> Verdict:
+          dlq_records: list[tuple[dict[str, bytes], bytes | None]], injected_poison: int,
+          mixed_writers: Mapping[str, tuple[bytes, int]] | None = None) -> Verdict:
     """Every check of the module docstring. `dlq_records`: (headers, value) of every record of the
-    dead-letter topic."""
+    dead-letter topic. `mixed_writers`: a name -> (fingerprint, messages sent) of each writer other
+    than the current schema of its record that the run mixed in (schema-mix: "SaleRecorded v2")."""
     verdict = Verdict()
     doc = classified.replayer.document()
     replayed = doc["partners"]
@@ -151,7 +173,7 @@ def judge(classified: Classified, settings: Any, worker_urls: list[str], partiti
 
     refusals: Counter[str] = Counter()
     for headers, _value in dlq_records:
-        if headers.get("error.class", b"").decode(errors="replace") != "RuleRejection":
+        if _is_refusal(headers):
             refusals[headers.get("source", b"").decode(errors="replace")] += 1
     verdict.figures.update(dlq_refusals=len(refusals), dlq_copies=sum(refusals.values()) - len(refusals))
     problems = [f"{s}: refused by the codec, not in the dead-letter topic"
@@ -163,11 +185,41 @@ def judge(classified: Classified, settings: Any, worker_urls: list[str], partiti
     verdict.add("the dead-letter topic holds every poison message", problems,
                 f"{len(refusals):,} refusals for {injected_poison:,} injected ({verdict.figures['dlq_copies']} copies)")
 
+    for label, (fp, sent) in (mixed_writers or {}).items():
+        figure, problems = mixed_writer_findings(classified, dlq_records, fp, sent)
+        verdict.figures.setdefault("mixed_writers", {})[label] = figure
+        verdict.add(f"every {label} message decodes and is applied, none dead-lettered", problems,
+                    f"{sent:,} sent ({fp.hex()}): {figure['applied']:,} applied, {figure['duplicates']:,} duplicates "
+                    f"(re-sends), {figure['rejected']:,} rejected by the rules, none refused or dead-lettered")
+
     chains = verify_clickhouse(settings)
     verdict.add("every hash chain verifies",
                 [f"{b.partner_id}#{b.seq}: {b.problem}" for b in chains.breaks] + chain_problems,
                 f"{chains.entries:,} entries of {chains.partners:,} partners")
     return verdict
+
+
+def mixed_writer_findings(classified: Classified, dlq_records: list[tuple[dict[str, bytes], bytes | None]],
+                          fp: bytes, sent: int) -> tuple[dict[str, Any], list[str]]:
+    """The fates of the `sent` messages written by writer `fp` (not the current schema of its
+    record), and what is wrong with them: not all in the log, any refused by the replay's codec or
+    dead-lettered as a refusal by the live system, or none applied."""
+    fates = classified.other_writers.get(fp, Counter())
+    in_log, applied, refused = sum(fates.values()), fates["applied"], fates["refused_by_codec"]
+    dead = sum(1 for headers, value in dlq_records if _is_refusal(headers) and _fingerprint(value or b"") == fp)
+    figure = {"fingerprint": fp.hex(), "sent": sent, "in_log": in_log, "applied": applied,
+              "duplicates": fates["duplicate"], "rejected": fates["rejected"], "refused_by_codec": refused,
+              "dead_lettered": dead}
+    problems = [f"{sent:,} sent, {in_log:,} in the log"] * (in_log != sent)
+    problems += [f"{refused:,} refused by the replay's codec"] * bool(refused)
+    problems += [f"{dead:,} in the dead-letter topic as refusals"] * bool(dead)
+    problems += ["the replay applied none of them"] * (sent > 0 and not applied)
+    return figure, problems
+
+
+def _is_refusal(headers: dict[str, bytes]) -> bool:
+    """A dead letter of a message refused as input (not a valid event the rules rejected)."""
+    return headers.get("error.class", b"").decode(errors="replace") != "RuleRejection"
 
 
 def headers_of(raw: Iterable[tuple[str, bytes]] | None) -> dict[str, bytes]:

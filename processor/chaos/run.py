@@ -12,6 +12,10 @@ the dev stack. Faults run one after another in their own thread while the produc
 - `rebalance`: stop worker 2 cleanly, wait, start it (a rebalance each way);
 - `pause`: SIGSTOP worker 2 past the group's session timeout, then SIGCONT (its partitions moved;
   its late writes must not double-apply);
+- `schema-mix`: nothing to do while running: the plan's stream carries `SaleRecorded` messages of
+  a newer upstream writer (v2) from a seeded moment on; the line says what and from which message.
+  The stack knows v2 as a writer: every process it starts gets `INCENTIVES_WRITER_SCHEMAS`
+  (processor/chaos/schemas), and the oracle's replay uses the same registry;
 - `broker-restart` (last): restart the in-memory broker, an empty log; the worker(s) and the sink
   must stop on their own with "went backwards" in their logs.
 When everything is sent, the run waits until the worker state and ClickHouse agree with the replay
@@ -38,9 +42,10 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from processor import topics
-from processor.chaos import oracle
+from processor.chaos import oracle, schema_mix
 from processor.chaos.invariants import Watch
 from processor.chaos.plan import Plan, Strike
+from processor.codec import SchemaRegistry
 from processor.config import Settings, load_settings
 from processor.devstack import broker, clickhouse, sink, stack, worker
 from processor.devstack.ports import port_in_use
@@ -85,7 +90,15 @@ def chaos_settings(home: Path, seed: int) -> Settings:
         "INCENTIVES_CLICKHOUSE_PORT": str(ch_native), "INCENTIVES_CLICKHOUSE_HTTP_PORT": str(ch_http),
         "INCENTIVES_WEB_PORT": str(_free_pair()), "INCENTIVES_SINK_PORT": str(sink_port),
         "INCENTIVES_CLICKHOUSE_DATABASE": "chaos", "INCENTIVES_APP_ID": f"incentives-chaos-{seed}",
+        # the newer SaleRecorded writer of `schema-mix` (as_env passes it to every process started)
+        "INCENTIVES_WRITER_SCHEMAS": str(schema_mix.SCHEMA_DIR),
     })
+
+
+def stack_registry(settings: Settings) -> SchemaRegistry:
+    """The schema registry the stack's processes build from their environment (`settings.as_env()`):
+    the oracle's replay must read the log as they do."""
+    return SchemaRegistry.from_directory(writers=settings.writer_schemas)
 
 
 @dataclass
@@ -99,6 +112,7 @@ class Run:
     done_sending: threading.Event = field(default_factory=threading.Event)
     fault_lines: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    registry: SchemaRegistry | None = None          # the stack's (stack_registry); None: the codec's default
 
     def worker_settings(self, index: int) -> Settings:
         return worker.instance_settings(self.settings.replace(sink_in_worker=False), index)
@@ -140,7 +154,8 @@ class Run:
         for strike in self.plan.strikes:
             if strike.fault == "broker-restart":
                 continue
-            while self.sent < strike.at * total and not self.done_sending.is_set():
+            due = strike.message if strike.message is not None else strike.at * total
+            while self.sent < due and not self.done_sending.is_set():
                 time.sleep(0.05)
             started, at = time.monotonic(), self.sent
             try:
@@ -148,6 +163,8 @@ class Run:
             except Exception as exc:  # noqa: BLE001 - a fault that could not be injected fails the run
                 what = f"FAILED: {type(exc).__name__}: {exc}"
                 self.errors.append(f"{strike.fault} #{strike.number}: {what}")
+            if strike.message is not None:            # a fault in the stream: it is at its message exactly
+                at = strike.message
             line = {"fault": strike.fault, "number": strike.number, "at_message": at,
                     "at_share": strike.at, "seconds": round(time.monotonic() - started, 1), "what": what}
             self.fault_lines.append(line)
@@ -155,6 +172,12 @@ class Run:
                       f"({at / total:.0%}): {what} ({line['seconds']} s)")
 
     def _strike(self, strike: Strike, rng: random.Random) -> str:
+        if strike.fault == "schema-mix":
+            if strike.message is None:
+                return "no SaleRecorded after the moment: nothing written by the v2 writer"
+            return (f"SaleRecorded v2 writer (fingerprint {schema_mix.v2_fingerprint().hex()}, + optional "
+                    f"{schema_mix.ADDED_FIELD}) from message {strike.message:,} on: {self.plan.v2_count:,} v2 "
+                    f"messages ({self.plan.v2_campaigns:,} with a {schema_mix.ADDED_FIELD}), the rest v1")
         if strike.fault == "worker-kill":
             index = rng.randrange(1, self.workers + 1)
             ws = self.worker_settings(index)
@@ -211,7 +234,7 @@ class Run:
             try:
                 log = read_log(self.settings.kafka_bootstrap_servers)
                 size = sum(len(v) for v in log.values())
-                replayed = oracle.classify(log, program).replayer.document()["partners"]
+                replayed = oracle.classify(log, program, registry=self.registry).replayer.document()["partners"]
                 live, _ = clickhouse_view(self.settings)
                 state, state_problems = worker_view(self.worker_urls, self.settings.partitions)
                 problems = (list(compare(replayed, live, "ClickHouse", oracle.KEYS)) + state_problems
@@ -316,16 +339,19 @@ def run_chaos(plan: Plan, *, rate: float = 500.0, home: Path | None = None, keep
     # what `incentives dev status|down` with these variables (or a test) needs to find this stack
     (home / SETTINGS_FILE).write_text(json.dumps(settings.as_env(), indent=1, sort_keys=True) + "\n")
     workers = 2 if faults & {"rebalance", "pause"} else 1
-    run = Run(plan, settings, workers, rate, echo)
+    registry = stack_registry(settings)
+    run = Run(plan, settings, workers, rate, echo, registry=registry)
     echo(f"chaos seed {plan.seed}: {len(plan.messages):,} messages ({plan.resent_count:,} re-sent upstream, "
-         f"{plan.poison_count:,} poison), {len(plan.strikes)} fault strikes; stack in {home}")
+         f"{plan.poison_count:,} poison, {plan.v2_count:,} SaleRecorded v2), {len(plan.strikes)} fault strikes; "
+         f"stack in {home}")
     stack.up(settings, workers=workers, echo=lambda line: echo(f"  {line}"))
     watch = Watch(settings, interval=5.0, chains=len(plan.messages) <= 20_000).start()
     # ClickHouse is down on purpose now and then: the driver's own reconnect tracebacks are noise here
     logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
     rng = random.Random(plan.seed * 7919 + 1)
     report: dict[str, Any] = {"seed": plan.seed, "messages": len(plan.messages), "poison": plan.poison_count,
-                              "resent": plan.resent_count, "faults": run.fault_lines, "home": str(home)}
+                              "resent": plan.resent_count, "v2_sales": plan.v2_count, "faults": run.fault_lines,
+                              "home": str(home)}
     try:
         sender = threading.Thread(target=run.send_all, name="chaos-producer", daemon=True)
         sender.start()
@@ -335,8 +361,10 @@ def run_chaos(plan: Plan, *, rate: float = 500.0, home: Path | None = None, keep
         echo(f"after the faults: {settled}")
         watch.stop()
         program = load_program(str(settings.program))
-        verdict = oracle.judge(oracle.classify(log, program), settings, run.worker_urls, settings.partitions,
-                               dead_letter_records(settings), plan.poison_count)
+        mixed = {"SaleRecorded v2": (schema_mix.v2_fingerprint(), plan.v2_count)} if "schema-mix" in faults else None
+        verdict = oracle.judge(oracle.classify(log, program, registry=registry), settings, run.worker_urls,
+                               settings.partitions, dead_letter_records(settings), plan.poison_count,
+                               mixed_writers=mixed)
         verdict.add("the invariants held throughout (watched every 5 s)", watch.violations,
                     f"{watch.checks} checks, {watch.transient} transient findings healed, "
                     f"{watch.unreachable} while ClickHouse was unreachable")

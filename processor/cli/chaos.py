@@ -28,7 +28,8 @@ def chaos(seed: int, faults_text: str, events: int | None, full: bool, rate: flo
           report_path: Path | None, keep: bool) -> None:
     """Run the processor on a local stack of its own under seeded faults, then check that the money
     is right: ClickHouse and every worker equal the replay of the recorded log, no point lost or
-    double-counted, every poison message dead-lettered, every hash chain intact.
+    double-counted, every poison message dead-lettered, every message of a newer upstream writer
+    (schema-mix) applied, every hash chain intact.
 
     Exit 0 only when every check holds; 1 otherwise (the failing checks are printed).
 
@@ -57,6 +58,10 @@ def chaos(seed: int, faults_text: str, events: int | None, full: bool, rate: flo
                f"{len(report['faults'])}; points lost {figures.get('points_lost', '?'):,}, "
                f"double-counted {figures.get('points_double_counted', '?'):,}; dead-lettered "
                f"{figures.get('dlq_refusals', '?')} of {report['poison']} poison injected")
+    for label, mixed in figures.get("mixed_writers", {}).items():
+        click.echo(f"{label}: {mixed['sent']:,} sent, {mixed['applied']:,} applied, {mixed['duplicates']:,} "
+                   f"duplicates, {mixed['rejected']:,} rejected by the rules, {mixed['refused_by_codec']:,} "
+                   f"refused by the codec, {mixed['dead_lettered']:,} dead-lettered")
     click.echo(f"verdict: {'PASS' if report.get('ok') else 'FAIL'} (seed {seed}; rerun with --seed {seed})")
     if report_path is not None:
         write_report(report, report_path)

@@ -2,10 +2,12 @@
 
 A single-object-encoded message names its writer schema only by fingerprint, and the processor
 always wants the *current* shape of that record. So the registry maps fingerprint -> writer
-schema (every version ever used: `schemas/*.avsc` plus `schemas/history/*.avsc`) and record
-name -> current (reader) schema. Everything the hot path needs per message is prepared here once:
-parsed schemas, the 10-byte header, the resolution pair and the validation spec, so decoding a
-message is one dict lookup plus one fastavro call.
+schema (every version ever used: `schemas/*.avsc` plus `schemas/history/*.avsc`, plus the
+directories of `INCENTIVES_WRITER_SCHEMAS`, e.g. the newer version of an upstream producer upgraded
+first) and record name -> current (reader) schema. Everything the hot path needs per message is
+prepared here once: parsed schemas, the 10-byte header, the resolution pair and the validation
+spec, so decoding a message is one dict lookup plus one fastavro call. More writers are more
+entries of that dict, nothing more per message.
 
 Schemas are read with their `timestamp-millis` logical type removed: fastavro would otherwise
 turn `occurred_at` into a `datetime` on read (it converts by the *writer's* logical type), and
@@ -17,12 +19,15 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from fastavro import parse_schema
 from fastavro.schema import SchemaParseException, fingerprint, to_parsing_canonical_form
+
+from processor.config import writer_schema_dirs
 
 from . import avro_plain
 from .avro_plain import Reader
@@ -103,12 +108,17 @@ class SchemaRegistry:
 
     @classmethod
     def from_directory(
-        cls, directory: str | Path = SCHEMA_DIR, *, expected: tuple[str, ...] = EVENT_TYPES
+        cls, directory: str | Path = SCHEMA_DIR, *, expected: tuple[str, ...] = EVENT_TYPES,
+        writers: Iterable[str | Path] = (),
     ) -> SchemaRegistry:
-        """Load `directory/*.avsc` as current schemas and `directory/history/*.avsc` as old writers.
+        """Load `directory/*.avsc` as current schemas and `directory/history/*.avsc` as old writers,
+        then the `*.avsc` of every directory of `writers` as known writers the same way (schemas
+        this repository does not hold, e.g. a newer version an upstream producer writes already).
 
-        Fails (SchemaError) when a schema is bad, a file is not named after its record, or one of
-        `expected` is missing: better not to start than to dead-letter a whole event type.
+        Fails (SchemaError) when a schema is bad, a file is not named after its record, one of
+        `expected` is missing, a writer does not resolve into its current schema, or a directory of
+        `writers` does not exist or holds no schema: better not to start than to dead-letter a
+        whole event type.
         """
         directory = Path(directory)
         reg = cls()
@@ -121,8 +131,22 @@ class SchemaRegistry:
         if missing:
             raise SchemaError(f"{directory}: no schema for {', '.join(missing)}")
         for path in sorted((directory / "history").glob("*.avsc")):
-            reg.register_writer(_load(path))
+            reg._register_file(path)
+        for extra in writers:
+            extra = Path(extra)
+            files = sorted(extra.glob("*.avsc")) if extra.is_dir() else []
+            if not files:
+                raise SchemaError(f"{extra}: not a directory of writer schemas (*.avsc)")
+            for path in files:
+                reg._register_file(path)
         return reg
+
+    def _register_file(self, path: Path) -> None:
+        schema = _load(path)                       # its errors name the file already
+        try:
+            self.register_writer(schema)
+        except SchemaError as exc:
+            raise SchemaError(f"{path}: {exc}") from None
 
     def add_current(self, schema: dict) -> str:
         """Make `schema` the current version of its record (and a known writer); returns the record name."""
@@ -234,5 +258,6 @@ def _check_resolvable(name: str, writer: dict, reader: dict) -> None:
             )
 
 
-#: The schemas of this repository, loaded once at import.
-default_registry = SchemaRegistry.from_directory()
+#: The schemas of this repository and the writers of `INCENTIVES_WRITER_SCHEMAS`, loaded once at
+#: import (a process's environment is fixed when it starts).
+default_registry = SchemaRegistry.from_directory(writers=writer_schema_dirs())

@@ -94,11 +94,12 @@ def _json(record: dict[str, Any]) -> bytes:
     return dumps_sorted(record)
 
 
-def dlq_headers(msg: Message, rejection: dict[str, Any], error_class: str, error_text: str
-                ) -> list[tuple[str, bytes]]:
-    """Where a dead letter came from and why, as Kafka Connect's dead-letter headers do, plus the
+def dlq_headers(msg: Message, rejection: dict[str, Any], error_class: str, error_text: str,
+                stage: str = "stage1") -> list[tuple[str, bytes]]:
+    """Where a dead letter came from and why, as Kafka Connect's dead-letter headers do (the stage
+    that refused it: `stage1` for partner events, `stage2` for forwarded records), plus the
     rejection itself (read by the ClickHouse sink)."""
-    return [("reason", rejection["reason"].encode()), ("source", msg.where.encode()),
+    return [("reason", rejection["reason"].encode()), ("source", msg.where.encode()), ("stage", stage.encode()),
             ("event_id", (rejection["event_id"] or "").encode()), ("rejection", _json(rejection)),
             ("error.class", error_class.encode()), ("error.message", error_text.encode(errors="replace")),
             ("source.topic", msg.topic.encode()), ("source.partition", str(msg.partition).encode()),

@@ -91,6 +91,7 @@ def _poison_round(worker_settings, batch, topic) -> None:  # type: ignore[no-unt
         headers = found[source]
         assert headers["reason"] == b"undecodable", headers       # nothing here is a readable event
         assert headers["source.topic"].decode() == topic and headers["error.class"], headers
+        assert headers["stage"] == (b"stage1" if topic == topics.PARTNER_EVENTS else b"stage2"), headers
     assert worker_proc.running(worker_settings), worker_log_tail(worker_settings)
 
 

@@ -1,16 +1,23 @@
 """`incentives chaos`'s plan and poison: a seed alone reproduces the run; every poison kind is
-refused by the codec; the stream carries upstream re-sends and the faults asked for."""
+refused by the codec; the stream carries upstream re-sends and the faults asked for; with
+`schema-mix`, SaleRecorded messages of a newer writer from a seeded moment on, which the chaos
+stack's registry decodes to the record of their v1 encoding."""
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 
 import pytest
 
 from processor import simulation
-from processor.chaos.plan import FAULTS, make_plan, parse_faults
+from processor.chaos import oracle, schema_mix
+from processor.chaos.plan import DEFAULT_FAULTS, FAULTS, SCHEMA_MIX_FROM, make_plan, parse_faults
 from processor.chaos.poison import KINDS, poison
-from processor.codec import InvalidEvent, decode
+from processor.chaos.run import chaos_settings, stack_registry
+from processor.codec import InvalidEvent, SchemaRegistry, decode
+from processor.codec.schema_registry import SCHEMA_DIR
+from processor.programs import load_program
 
 
 def test_the_seed_alone_reproduces_the_plan():
@@ -44,3 +51,86 @@ def test_faults_are_checked():
     assert parse_faults("all") == FAULTS
     with pytest.raises(ValueError, match="unknown fault nope"):
         parse_faults("poison,nope")
+
+
+def test_schema_mix_writes_v2_sales_only_after_its_seeded_moment():
+    faults = ("worker-kill", "poison", "schema-mix")
+    plan = make_plan(6, 3000, faults)
+    again = make_plan(6, 3000, faults)
+    assert plan.messages == again.messages and plan.strikes == again.strikes and plan.v2_campaigns == again.v2_campaigns
+    assert make_plan(7, 3000, faults).messages != plan.messages
+    first = next(i for i, m in enumerate(plan.messages) if m.v2_writer)
+    (strike,) = [s for s in plan.strikes if s.fault == "schema-mix"]
+    assert strike.message == first + 1 and strike.at == round(first / len(plan.messages), 4)
+    assert SCHEMA_MIX_FROM[0] - 0.02 <= strike.at <= SCHEMA_MIX_FROM[1] + 0.02
+    fp = schema_mix.v2_fingerprint()
+    assert all((m.value[2:10] == fp) == m.v2_writer for m in plan.messages)       # v2 only where marked
+    assert not any(m.v2_writer for m in plan.messages[:first])
+    later = [m for m in plan.messages[first:] if not m.resent and not m.poison_kind]
+    sales_after = [m for m in later if decode(m.value, schema_mix.registry())["event_type"] == "SaleRecorded"]
+    v2 = [m for m in sales_after if m.v2_writer]
+    assert 0.3 < len(v2) / len(sales_after) < 0.7 and 0 < plan.v2_campaigns < len(v2)   # a seeded share
+    assert plan.v2_count >= len(v2)                                # re-sends of a v2 message are v2 too
+
+
+def test_schema_mix_changes_only_the_encoding_of_those_sales():
+    """The same plan without the fault has the same messages at the same places (its draws are its
+    own), and each v2 message decodes, with the chaos stack's registry, to its v1 counterpart's
+    record; the codec's default registry refuses it as an unknown fingerprint."""
+    mixed, plain = make_plan(3, 2000, ("poison", "schema-mix")), make_plan(3, 2000, ("poison",))
+    assert len(mixed.messages) == len(plain.messages) and mixed.v2_count > 0 and plain.v2_count == 0
+    reg = schema_mix.registry()
+    for m, p in zip(mixed.messages, plain.messages, strict=True):
+        if not m.v2_writer:
+            assert m == p
+            continue
+        assert m.value != p.value and decode(m.value, reg) == decode(p.value)
+        with pytest.raises(InvalidEvent, match="unknown schema fingerprint") as refused:
+            decode(m.value)
+        assert refused.value.reason == "undecodable"
+
+
+def test_the_v2_writer_is_the_contract_schema_plus_one_optional_field():
+    current = json.loads((SCHEMA_DIR / "SaleRecorded.avsc").read_text())
+    v2 = json.loads(schema_mix.V2_FILE.read_text())
+    added = v2["fields"].pop()
+    assert v2 == current                                            # the contract file is untouched
+    assert (added["name"], added["type"], added["default"]) == (schema_mix.ADDED_FIELD, ["null", "string"], None)
+
+
+def test_the_chaos_stack_and_its_oracle_know_the_v2_writer(tmp_path):
+    settings = chaos_settings(tmp_path, 1)
+    assert settings.writer_schemas == (schema_mix.SCHEMA_DIR,)
+    assert settings.as_env()["INCENTIVES_WRITER_SCHEMAS"] == str(schema_mix.SCHEMA_DIR)   # every process it starts
+    reg = stack_registry(settings)
+    assert reg.writer(schema_mix.v2_fingerprint()) is not None
+    assert SchemaRegistry.from_directory().writer(schema_mix.v2_fingerprint()) is None
+
+
+def test_schema_mix_is_a_default_fault():
+    assert "schema-mix" in FAULTS and "schema-mix" in DEFAULT_FAULTS
+
+
+def test_the_oracle_counts_v2_messages_and_its_check_can_fail():
+    """Classified with the stack's registry, every v2 message of the plan is in the log, none is
+    refused and some are applied; read with a registry that lacks v2, or with one dead-lettered,
+    or with fewer in the log than sent, the check fails."""
+    plan = make_plan(3, 1500, ("schema-mix",))
+    log = {0: [(offset, m.value) for offset, m in enumerate(plan.messages)]}
+    fp, program = schema_mix.v2_fingerprint(), load_program()
+    good = oracle.classify(log, program, registry=schema_mix.registry())
+    figure, problems = oracle.mixed_writer_findings(good, [], fp, plan.v2_count)
+    assert problems == [] and figure["in_log"] == figure["sent"] == plan.v2_count
+    assert figure["applied"] > 0 and figure["refused_by_codec"] == figure["dead_lettered"] == 0
+    assert good.counts["refused_by_codec"] == 0
+
+    without_v2 = oracle.classify(log, program, registry=SchemaRegistry.from_directory())
+    _, problems = oracle.mixed_writer_findings(without_v2, [], fp, plan.v2_count)
+    assert any("refused by the replay's codec" for p in problems) and "the replay applied none of them" in problems
+    v2_value = next(m.value for m in plan.messages if m.v2_writer)
+    dead_letter = ({"error.class": b"InvalidEvent", "source": b"partner-events:0:1"}, v2_value)
+    rule_rejection = ({"error.class": b"RuleRejection"}, v2_value)
+    _, problems = oracle.mixed_writer_findings(good, [dead_letter, rule_rejection], fp, plan.v2_count)
+    assert problems == ["1 in the dead-letter topic as refusals"]
+    _, problems = oracle.mixed_writer_findings(good, [], fp, plan.v2_count + 1)
+    assert problems == [f"{plan.v2_count + 1:,} sent, {plan.v2_count:,} in the log"]

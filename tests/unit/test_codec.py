@@ -9,7 +9,10 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -282,6 +285,91 @@ def test_missing_schema_file_fails_loudly(tmp_path):
     shutil.copy(SCHEMA_DIR / "SaleRecorded.avsc", tmp_path / "SaleRecorded.avsc")
     with pytest.raises(SchemaError, match="no schema for"):
         SchemaRegistry.from_directory(tmp_path)
+
+
+# --- newer writers through INCENTIVES_WRITER_SCHEMAS ----------------------------------------------
+
+def newer_sale_schema() -> dict:
+    """SaleRecorded as an upstream producer upgraded first writes it: one optional field added."""
+    schema = schema_of("SaleRecorded")
+    schema["fields"].append({"name": "campaign_id", "type": ["null", "string"], "default": None})
+    return schema
+
+
+def sale_record(**changes) -> dict:
+    """A SaleRecorded record as the current schema writes it (occurred_at in epoch millis)."""
+    return {**validate(example("SaleRecorded")), **changes}
+
+
+def writers_dir(tmp_path: Path, *schemas: dict) -> Path:
+    folder = tmp_path / "writers"
+    folder.mkdir()
+    for n, schema in enumerate(schemas, 2):
+        (folder / f"{schema['name']}.v{n}.avsc").write_text(json.dumps(schema))
+    return folder
+
+
+def test_a_newer_writer_in_a_writers_directory_decodes_to_the_v1_record(tmp_path):
+    reg = SchemaRegistry.from_directory(SCHEMA_DIR, writers=[writers_dir(tmp_path, newer_sale_schema())])
+    v1 = raw_message(schema_of("SaleRecorded"), sale_record(deal_id="D-9"))
+    for campaign in (None, "CAMP-7"):
+        v2 = raw_message(newer_sale_schema(), {**sale_record(deal_id="D-9"), "campaign_id": campaign})
+        assert v2[2:10] != v1[2:10]
+        decoded = decode(v2, reg)
+        assert decoded == decode(v1, reg) == decode(v1)
+        assert list(decoded) == list(decode(v1))            # the current schema's fields, in its order
+    assert reg.writers()[v2[2:10]][1] == "SaleRecorded"
+    # the current writer keeps its fast path; the newer one resolves into it
+    assert reg.writer(v1[2:10]).reader is None and reg.writer(v2[2:10]).reader is not None
+
+
+def test_without_the_writers_directory_the_newer_fingerprint_is_unknown():
+    v2 = raw_message(newer_sale_schema(), {**sale_record(), "campaign_id": "CAMP-7"})
+    for reg in (SchemaRegistry.from_directory(SCHEMA_DIR), None):
+        with pytest.raises(InvalidEvent) as refused:
+            decode(v2, reg)
+        assert refused.value.reason == "undecodable"
+        assert f"unknown schema fingerprint {v2[2:10].hex()}" in str(refused.value)
+
+
+def test_a_writers_directory_that_cannot_be_used_is_refused_at_start_up(tmp_path):
+    unresolvable = schema_of("SaleRecorded")
+    unresolvable["fields"] = [f for f in unresolvable["fields"] if f["name"] != "amount_cents"]
+    folder = writers_dir(tmp_path, unresolvable)
+    with pytest.raises(SchemaError, match=r"SaleRecorded\.v2\.avsc: .*amount_cents"):
+        SchemaRegistry.from_directory(SCHEMA_DIR, writers=[folder])
+    with pytest.raises(SchemaError, match="not a directory of writer schemas"):
+        SchemaRegistry.from_directory(SCHEMA_DIR, writers=[tmp_path / "nowhere"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SchemaError, match="not a directory of writer schemas"):
+        SchemaRegistry.from_directory(SCHEMA_DIR, writers=[tmp_path / "empty"])
+
+
+_DECODE_SCRIPT = """
+import sys
+from processor.codec import InvalidEvent, decode
+try:
+    print(decode(sys.stdin.buffer.read())["order_id"])
+except InvalidEvent as exc:
+    print(exc.reason, exc)
+"""
+
+
+@pytest.mark.parametrize("with_variable", [True, False])
+def test_the_default_registry_honours_incentives_writer_schemas(tmp_path, with_variable):
+    """What the worker, the sink and `replay --source kafka` decode with: the codec's default
+    registry, built at import from the process's environment."""
+    folder = writers_dir(tmp_path, newer_sale_schema())
+    env = {k: v for k, v in os.environ.items() if k != "INCENTIVES_WRITER_SCHEMAS"}
+    if with_variable:
+        env["INCENTIVES_WRITER_SCHEMAS"] = os.pathsep.join([str(folder), ""])
+    v2 = raw_message(newer_sale_schema(), {**sale_record(order_id="SO-42"), "campaign_id": "CAMP-7"})
+    out = subprocess.run([sys.executable, "-c", _DECODE_SCRIPT], input=v2, capture_output=True,
+                         cwd=Path(__file__).resolve().parents[2], env=env, timeout=60, check=True).stdout.decode()
+    if with_variable:
+        assert out.strip() == "SO-42"
+    else:
+        assert out.startswith(f"undecodable unknown schema fingerprint {v2[2:10].hex()}")
 
 
 # --- validation reasons (JSON and dict input) ----------------------------------------------------

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from processor.config import REPO_ROOT, ConfigError, load_settings
+from processor.config import REPO_ROOT, ConfigError, load_settings, writer_schema_dirs
 
 
 def test_defaults(tmp_path):
@@ -50,6 +51,7 @@ def test_relative_paths(tmp_path):
     ("INCENTIVES_WEB_PORT", "70000"),
     ("INCENTIVES_PARTITIONS", "-1"),
     ("INCENTIVES_BATCH_WAIT_MS", "0"),
+    ("INCENTIVES_BATCH_LINGER_MS", "-5"),
 ])
 def test_bad_values_are_reported(name, value):
     with pytest.raises(ConfigError, match=name):
@@ -109,3 +111,14 @@ def test_booleans_round_trip_as_1_and_0(tmp_path):
     assert env["INCENTIVES_WORKER_DIR"] == str(tmp_path / "w")
     assert load_settings(env) == s
     assert load_settings(s.replace(sink_in_worker=True).as_env()).sink_in_worker is True
+
+
+def test_writer_schemas_are_a_path_list_from_the_repository_root(tmp_path):
+    assert load_settings({}).writer_schemas == ()
+    raw = os.pathsep.join(["processor/chaos/schemas", "", str(tmp_path), "processor/chaos/schemas"])
+    s = load_settings({"INCENTIVES_HOME": str(tmp_path), "INCENTIVES_WRITER_SCHEMAS": raw})
+    assert s.writer_schemas == (REPO_ROOT / "processor" / "chaos" / "schemas", tmp_path.resolve())
+    assert writer_schema_dirs({"INCENTIVES_WRITER_SCHEMAS": raw}) == s.writer_schemas
+    assert s.as_env()["INCENTIVES_WRITER_SCHEMAS"] == os.pathsep.join(str(p) for p in s.writer_schemas)
+    assert load_settings(s.as_env()) == s
+    assert load_settings(load_settings({}).as_env()).writer_schemas == ()
