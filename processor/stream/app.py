@@ -11,6 +11,7 @@ import gc
 import logging
 
 import faust
+from faust.stores import STORES
 from faust.transport.producer import ProducerBuffer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -23,8 +24,13 @@ from processor.stream import faust_patches, quiet_logs
 settings = load_settings()
 program = load_program(str(settings.program))
 
-BATCH_MAX = 10_000          # events taken per agent batch
-BATCH_WITHIN = settings.batch_wait_ms / 1000   # seconds to wait for a batch to fill (config.py)
+# How a stage gathers a batch (batching.take_batches): up to BATCH_MAX events; it goes once a
+# linger brings fewer than BATCH_BACKLOG new events (a quiet stream), and a backed-up stream keeps
+# filling it for up to BATCH_WITHIN seconds.
+BATCH_MAX = 10_000
+BATCH_LINGER = settings.batch_linger_ms / 1000
+BATCH_WITHIN = settings.batch_wait_ms / 1000
+BATCH_BACKLOG = 100
 
 settings.worker_dir.mkdir(parents=True, exist_ok=True)     # INCENTIVES_WORKER_DIR: one per worker process
 app = faust.App(
@@ -80,9 +86,14 @@ repartition = raw_topic(topics.REPARTITION)
 # The stages' state, co-partitioned with their input topics: Faust creates the changelogs and
 # recovers RocksDB from them; the stages read and write the records themselves (state_store.py,
 # partition_state.py), so the values are raw bytes.
-partner_table = app.Table("partner-state", partitions=settings.partitions, key_type=bytes, value_type=bytes)
+# Their restore keeps each key's record of the newest writer epoch (state_store.FencedStore).
+STORES["fenced"] = "processor.stream.state_store:FencedStore"
+# (The URL names the table: a bare "fenced://" is a falsy yarl URL, and Faust would silently use
+# the app's default store instead.)
+partner_table = app.Table("partner-state", partitions=settings.partitions, key_type=bytes, value_type=bytes,
+                          store="fenced:partner-state")
 crosspartner_table = app.Table("crosspartner-state", partitions=settings.partitions, key_type=bytes,
-                               value_type=bytes)
+                               value_type=bytes, store="fenced:crosspartner-state")
 
 
 @app.page("/metrics")
@@ -118,7 +129,8 @@ async def ready_page(web, request):  # type: ignore[no-untyped-def]
     assigned = bool(app.consumer.assignment()) if app.consumer else False
     ready = assigned and not app.rebalancing and broker_reachable
     return web.json({"ready": ready, "assigned": assigned, "rebalancing": bool(app.rebalancing),
-                     "broker_reachable": broker_reachable}, status=200 if ready else 503)
+                     "broker_reachable": broker_reachable, "generation": app.consumer_generation_id},
+                    status=200 if ready else 503)
 
 
 @app.page("/partners")

@@ -13,6 +13,8 @@ EVENT_LATENCY = Histogram("incentives_event_latency_seconds",
 CONSUMER_LAG = Gauge("incentives_consumer_lag", "Records behind the high watermark", ["topic", "partition"])
 REWINDS = Counter("incentives_rewinds_total",
                   "Seeks back to the state's watermark after offsets ran ahead of state", ["topic", "partition"])
+STALE_STATE_RECORDS = Counter("incentives_stale_state_records_total",
+                              "State records of a writer that had lost its partition, ignored (fencing)")
 SINK_STALLS = Counter("incentives_sink_stalls_total",
                       "Sink batches that failed for another reason than ClickHouse being down (retried)")
 

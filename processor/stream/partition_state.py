@@ -174,6 +174,7 @@ class PartitionState:
         self.committed_members = len(self.member_ids)
         self.partners: dict[str, PartnerState] = {}
         self.versions: dict[str, int] = {}          # partner -> committed version (-1: none)
+        self.epoch = -1                             # the writer epoch it is held with (state_store.py)
 
     # ------------------------------------------------------------------ reading
     def check(self) -> None:

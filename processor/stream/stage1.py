@@ -28,9 +28,11 @@ log = logging.getLogger(__name__)
 rewinder = Rewinder(app)
 core = Stage1(program)   # live: deal-id uniqueness is checked per partner (see docs/decisions.md)
 
-#: The live state of this worker's partitions, kept between batches; a rebalance forgets it all
-#: (the table, recovered from the changelog, is the truth).
+#: The live state of this worker's partitions, kept between batches, and the writer epoch of each
+#: (state_store.py: fixed when the partition is taken); a rebalance forgets it all (the table,
+#: recovered from the changelog, is the truth).
 parts: dict[int, PartitionState] = {}
+epochs: dict[int, int] = {}
 
 
 def records(partition: int) -> TableRecords:
@@ -40,6 +42,7 @@ def records(partition: int) -> TableRecords:
 @app.on_partitions_assigned.connect  # type: ignore[arg-type]
 async def forget_live_state(sender, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
     parts.clear()
+    epochs.clear()
     topic = partner_events.get_topic_name()
     metrics.forget_lag(topic, {tp.partition for tp in app.consumer.assignment() if tp.topic == topic})
 
@@ -52,11 +55,16 @@ def refuse(exc: Exception) -> None:
 
 
 async def partition_state(tp) -> PartitionState:  # type: ignore[no-untyped-def]
-    """The partition's live state; the first time after an assignment, read from the store and
-    checked: against itself (`check`) and against the log (it must still hold what was applied)."""
+    """The partition's live state; the first time after an assignment, taken over (the writer
+    fence, `state_store.TableRecords.take_over`), read from the store and checked: against itself
+    (`check`) and against the log (it must still hold what was applied)."""
     part = parts.get(tp.partition)
     if part is None:
+        epoch = epochs.get(tp.partition)
+        if epoch is None:                         # first use since the assignment: fence it first
+            epoch = epochs[tp.partition] = await records(tp.partition).take_over(app.consumer_generation_id)
         part = PartitionState(tp.partition, records(tp.partition))
+        part.epoch = epoch
         try:
             part.check()
             await check_record(settings.kafka_bootstrap_servers, tp.topic, tp.partition,
@@ -123,8 +131,10 @@ async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
             parts.pop(tp.partition, None)
             continue
         if result.dirty or part.meta.watermark != part.committed_watermark:
-            await records(tp.partition).write(part.batch_records(result.dirty))
-            part.committed(result.dirty)
+            if await records(tp.partition).write(part.batch_records(result.dirty), part.epoch):
+                part.committed(result.dirty)
+            else:                                    # another writer's records merged in: reload
+                parts.pop(tp.partition, None)
     now = time.time()
     for ev in events[:: max(1, len(events) // 50)]:
         if ev.message.timestamp:

@@ -49,6 +49,22 @@ def stored_watermark(partition: int) -> int:
 
 resume_from_state(repartition.get_topic_name(), stored_watermark)
 
+#: The writer epoch of each partition this worker holds (state_store.py), fixed when it is taken.
+epochs: dict[int, int] = {}
+
+
+@app.on_partitions_assigned.connect  # type: ignore[arg-type]
+async def forget_epochs(sender, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    epochs.clear()
+
+
+async def epoch(partition: int) -> int:
+    """This worker's writer epoch for the partition; the first time since the assignment, it takes
+    the partition over (`state_store.TableRecords.take_over`) before any state is read."""
+    if partition not in epochs:
+        epochs[partition] = await records(partition).take_over(app.consumer_generation_id)
+    return epochs[partition]
+
 
 @app.agent(repartition)
 async def stage2(stream):  # type: ignore[no-untyped-def]
@@ -61,7 +77,8 @@ def _poison(msg: Message, exc: Exception) -> OutRecord:
                  "occurred_at": None}
     metrics.DLQ.labels(reason="undecodable").inc()
     metrics.EVENTS.labels(event_type="undecodable", outcome="undecodable").inc()
-    return dead_letter(msg, dlq_headers(msg, rejection, type(exc).__name__, str(exc)[:1000]))
+    return dead_letter(msg, dlq_headers(msg, rejection, type(exc).__name__, str(exc)[:1000],
+                                             "stage2"))
 
 
 async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
@@ -69,6 +86,7 @@ async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
     outputs, writes = [], []
     for partition, evs in by_partition.items():
         tp = evs[0].message.tp
+        writer = await epoch(partition)
         store = records(partition)
         watermark = stored_watermark(partition)
         try:
@@ -92,12 +110,13 @@ async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
                 continue
             for finding in findings:
                 outputs.append(OutRecord(topics.PARTNER_EVENTS, finding["partner_id"].encode(), encode(finding)))
-        writes.append((tp, run.watermark, cache, run.jumped_to))
+        writes.append((tp, writer, run.watermark, cache, run.jumped_to))
     await deliver(app, outputs, limit=settings.max_message_bytes)
-    for tp, watermark, cache, jumped_to in writes:
+    for tp, writer, watermark, cache, jumped_to in writes:
         if jumped_to is not None:        # read the skipped offsets again, in order
             watermark = await rewinder.rewind(tp, watermark, jumped_to)
         if tp not in app.consumer.assignment():
             continue
         state = [(k, pickle.dumps(v, _PICKLE)) for k, v in cache.items()]
-        await records(tp.partition).write(state + [(_key("meta", tp.partition), pickle.dumps(watermark, _PICKLE))])
+        await records(tp.partition).write(state + [(_key("meta", tp.partition), pickle.dumps(watermark, _PICKLE))],
+                                          writer)
