@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -47,13 +49,7 @@ async def check_record(bootstrap: list[str], topic: str, partition: int, offset:
     """The record at `offset` must still be there with the digest the state recorded for it."""
     if offset < 0 or expected is None:
         return
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="none", group_id=None)
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
-        consumer.seek(tp, offset)
+    async with reading(bootstrap, topic, partition, offset) as (consumer, tp):
         found: Any = None
         try:
             batch = await asyncio.wait_for(consumer.getmany(tp, timeout_ms=int(timeout * 1000), max_records=1),
@@ -71,5 +67,19 @@ async def check_record(bootstrap: list[str], topic: str, partition: int, offset:
                 f"{topic}[{partition}]: the record at offset {offset} is not the one the state applied "
                 f"(its digest differs): the log was recreated or reset. Stopping rather than skipping "
                 f"offsets 0..{offset} of the new log.")
+
+
+@asynccontextmanager
+async def reading(bootstrap: list[str], topic: str, partition: int, offset: int
+                  ) -> AsyncIterator[tuple[AIOKafkaConsumer, TopicPartition]]:
+    """A consumer of its own (no group) on `topic[partition]`, positioned at `offset`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="none", group_id=None)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        yield consumer, tp
     finally:
         await consumer.stop()

@@ -47,13 +47,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import rocksdict
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP
 
 from processor.stream import metrics
 from processor.stream.delivery import deliver
 from processor.stream.folding import OutRecord
+from processor.stream.log_check import reading
 
 log = logging.getLogger(__name__)
 
@@ -245,14 +245,8 @@ async def read_stretch(brokers: Any, topic: str, partition: int, first: int, las
                        timeout: float = 30.0) -> list[tuple[bytes, bytes | None]]:
     """The (key, value) records of `topic[partition]` from offset `first` to `last`, in order."""
     bootstrap = [f"{url.host}:{url.port or 9092}" for url in brokers]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
-        consumer.seek(tp, first)
-        out: list[tuple[bytes, bytes | None]] = []
+    out: list[tuple[bytes, bytes | None]] = []
+    async with reading(bootstrap, topic, partition, first) as (consumer, tp):
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             batch = await consumer.getmany(tp, timeout_ms=1000)
@@ -264,5 +258,3 @@ async def read_stretch(brokers: Any, topic: str, partition: int, first: int, las
             if asyncio.get_running_loop().time() > deadline:
                 raise RuntimeError(f"{topic}[{partition}]: could not read changelog offsets {first}..{last} "
                                    f"within {timeout:.0f} s")
-    finally:
-        await consumer.stop()
