@@ -1,4 +1,5 @@
-"""One change to Faust's consumer loop, for throughput: deliver a message without four tasks.
+"""Changes to Faust's consumer: deliver a message without four tasks (throughput), seek hooks, and
+a shorter fetch wait (latency, `FETCH_MAX_WAIT_MS`).
 
 Faust's `Consumer._drain_messages` hands every message to the conductor inside
 `Service.wait_first(callback(message), suspend_flow.wait())`, which creates and cancels several
@@ -22,6 +23,7 @@ from typing import Any, cast
 
 import faust
 from faust.transport import consumer as faust_consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from mode import Service
 
 PATCHED_VERSION = "0.15.3"
@@ -106,11 +108,26 @@ async def _perform_seek(self: Any) -> None:
         await hook(self)
 
 
+#: The worker consumer's fetch wait. Faust hard-codes 1,500 ms; the local broker holds an empty
+#: fetch for a good part of the wait even when a record arrives (measured with a bare aiokafka
+#: consumer: p50 0.48 s at 1,500 ms, 0.12 s at 500 ms, 0.01 s at 50 ms), and every stage hop pays
+#: it: SPEC section 5 wants alerts within a second. A busy stream's fetches return full at once.
+FETCH_MAX_WAIT_MS = 100
+_faust_create_worker_consumer = AIOKafkaConsumerThread._create_worker_consumer
+
+
+def _create_worker_consumer(self: Any, transport: Any) -> Any:  # pragma: no cover - the worker
+    consumer = _faust_create_worker_consumer(self, transport)
+    consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS      # read by AIOKafkaConsumer.start()
+    return consumer
+
+
 def install() -> bool:
-    """Patch Faust's consumer: the after-seek hooks always (the committed offset is never trusted
-    beyond the state), the drain loop only if this is the version it was copied from; False when
-    the drain loop was left alone."""
+    """Patch Faust's consumer: the after-seek hooks (the committed offset is never trusted beyond
+    the state) and the fetch wait always, the drain loop only if this is the version it was copied
+    from; False when the drain loop was left alone."""
     faust_consumer.Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
+    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
     if faust.__version__ != PATCHED_VERSION:
         return False
     faust_consumer.Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
