@@ -14,13 +14,15 @@ from processor.producer import EventProducer, InvalidLine, parse_lines
 
 
 @click.command("emit")
-@click.argument("source", type=click.File("r", encoding="utf-8"))
+# A byte that is not UTF-8 is read as a lone surrogate (not a UnicodeDecodeError out of the file
+# iterator, a traceback): the codec refuses that line `undecodable` and the error names it.
+@click.argument("source", type=click.File("r", encoding="utf-8", errors="surrogateescape"))
 def emit(source) -> None:  # type: ignore[no-untyped-def]
     """Validate JSON-lines events from SOURCE (a file or -) and produce them to partner-events.
 
-    Every line is checked against the Avro schemas first; if one is invalid, nothing is sent and
-    the error names the line and the field. Events are keyed by partner_id; a PeriodClosed is
-    written once into every partition.
+    Every line is checked against the Avro schemas first; if one is invalid (or not UTF-8), nothing
+    is sent, the error names the first bad line, the reason and the field, and the exit status is 2.
+    Events are keyed by partner_id; a PeriodClosed is written once into every partition.
 
     \b
     Example:

@@ -1,6 +1,7 @@
 """``incentives replay``: the auditor's replay of a file or of the recorded Kafka log."""
 from __future__ import annotations
 
+import io
 import json
 import sys
 
@@ -51,7 +52,10 @@ def replay(source: str, as_json: bool, until: str | None, verify: bool, worker_u
             raise click.UsageError("--verify compares with the live system: use it with --source kafka")
         from processor.replay import replay_lines
         try:
-            stream = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
+            # a byte that is not UTF-8 reaches the codec as a lone surrogate and its line is refused
+            # `undecodable` (listed in rejections), instead of a UnicodeDecodeError ending the replay
+            stream = (io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
+                      if source == "-" else open(source, encoding="utf-8", errors="surrogateescape"))  # noqa: SIM115
         except OSError as exc:
             raise click.BadParameter(f"{source}: {exc.strerror}", param_hint="--source") from None
         with stream:

@@ -24,7 +24,25 @@ _LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
 def from_json_line(line: str | bytes, registry: SchemaRegistry | None = None) -> dict[str, Any]:
-    """The normalised event of one JSON line, or InvalidEvent (`undecodable` if it is not a JSON object)."""
+    """The normalised event of one JSON line, or InvalidEvent (`undecodable` if it is not a JSON object).
+
+    A line is UTF-8 text: bytes that are not UTF-8 (including encoded surrogates, which `json.loads`
+    would let through) and text holding a lone surrogate (what a file read with
+    `errors="surrogateescape"` gives for a bad byte) are `undecodable`, wherever the bad character is,
+    even in a key that would be ignored.
+    """
+    if isinstance(line, bytes | bytearray):
+        try:
+            line = bytes(line).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidEvent(UNDECODABLE, f"not UTF-8 text: {exc}") from None
+    elif isinstance(line, str) and not line.isascii():
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = ord(line[exc.start])
+            what = f"byte 0x{bad - 0xDC00:02x}" if 0xDC80 <= bad <= 0xDCFF else f"lone surrogate U+{bad:04X}"
+            raise InvalidEvent(UNDECODABLE, f"not UTF-8 text: {what} at character {exc.start}") from None
     try:
         obj = json.loads(line)
     except (ValueError, TypeError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError are ValueErrors

@@ -52,6 +52,8 @@ class RecordSpec:
     required_strings: tuple[str, ...]
     #: Fields with a PATTERNS entry, rechecked on decoded Avro too.
     patterned: tuple[FieldSpec, ...]
+    #: ["null", "string"] fields: Avro lets a producer write "" there, which means None (absent).
+    optional_strings: tuple[str, ...] = ()
 
 
 def short_name(fullname: str) -> str:
@@ -67,7 +69,8 @@ def record_spec(schema: dict) -> RecordSpec:
     fields = tuple(_field_spec(name, f, named) for f in schema["fields"])
     required_strings = tuple(f.name for f in fields if f.kind == STRING and f.required)
     patterned = tuple(f for f in fields if f.pattern is not None)
-    return RecordSpec(name, fields, required_strings, patterned)
+    optional_strings = tuple(f.name for f in fields if f.optional)
+    return RecordSpec(name, fields, required_strings, patterned, optional_strings)
 
 
 def _field_spec(record: str, field: dict, named: dict[str, dict]) -> FieldSpec:

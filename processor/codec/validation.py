@@ -122,10 +122,14 @@ def _quick_source(spec: RecordSpec) -> str:
 
 
 def check_decoded(event: dict[str, Any], spec: RecordSpec) -> None:
-    """The checks an Avro-decoded event still needs: "" in a required string, pattern, time range."""
+    """The checks an Avro-decoded event still needs: "" in a required string, pattern, time range;
+    and "" in an optional string becomes None, as `validate` makes it (one shape whatever the path)."""
     for name in spec.required_strings:
         if not event[name]:
             raise _refuse(missing_field(name), spec, name, "is empty", event)
+    for name in spec.optional_strings:
+        if event[name] == "":
+            event[name] = None
     for field in spec.patterned:
         value, pattern = event[field.name], field.pattern
         if value is not None and pattern is not None and pattern.fullmatch(value) is None:
