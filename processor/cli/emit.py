@@ -4,11 +4,14 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
+from kafka.errors import KafkaError
 
 from processor.codec import from_json_line
-from processor.config import load_settings
+from processor.config import Settings, load_settings
 from processor.domain.timeutil import iso_seconds, month_start_ms, period_to_month
 from processor.producer import EventProducer, InvalidLine, parse_lines
 
@@ -37,9 +40,22 @@ def emit(source) -> None:  # type: ignore[no-untyped-def]
         click.echo(f"error: {exc} (nothing was sent)", err=True)
         sys.exit(2)
     settings = load_settings()
-    with EventProducer(settings.kafka_bootstrap_servers) as producer:
+    with _broker(settings), EventProducer(settings.kafka_bootstrap_servers) as producer:
         sent = producer.send_many(events)
     click.echo(f"sent {len(events)} events ({sent} messages) to partner-events at {settings.kafka_bootstrap}")
+
+
+@contextmanager
+def _broker(settings: Settings) -> Iterator[None]:
+    """A broker that does not answer is a clear error (exit 1), not a traceback. Some events may have
+    been sent before it failed: sending the same lines again is harmless (their event ids)."""
+    try:
+        yield
+    except (KafkaError, RuntimeError) as exc:
+        click.echo(f"error: the Kafka broker at {settings.kafka_bootstrap} did not take the events "
+                   f"({exc}). Is it running? (`incentives dev up` starts the local "
+                   f"stack.) Sending the same events again is harmless: their event ids count once.", err=True)
+        sys.exit(1)
 
 
 @click.command("close-period")
@@ -67,7 +83,7 @@ def close_period(period: str, event_id: str | None) -> None:
         "period": period,
     }
     settings = load_settings()
-    with EventProducer(settings.kafka_bootstrap_servers) as producer:
+    with _broker(settings), EventProducer(settings.kafka_bootstrap_servers) as producer:
         sent = producer.send(from_json_line(json.dumps(event)))
     click.echo(f"closed {period}: PeriodClosed {event['event_id']} written to {sent} partitions")
 
