@@ -130,6 +130,8 @@ def test_an_analyst_sees_an_alert_arrive_live_opens_it_and_confirms_it(console: 
 
 
 def _analyst_flow(console: Settings, driver) -> None:  # type: ignore[no-untyped-def]
+    from selenium.common.exceptions import NoSuchElementException
+    from selenium.common.exceptions import StaleElementReferenceException as StaleReferenceError
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -148,7 +150,8 @@ def _analyst_flow(console: Settings, driver) -> None:  # type: ignore[no-untyped
     driver.find_element(By.ID, "signin-button").click()
     WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "queue"))
     assert driver.find_element(By.ID, "signed-in-user").text == ANALYST
-    WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "live-state").text == "live")
+    WebDriverWait(driver, 30, ignored_exceptions=(NoSuchElementException, StaleReferenceError)).until(
+        lambda d: d.find_element(By.ID, "live-state").text == "live")
     # a marker that a reload would wipe, and the time each row is added to the table
     driver.execute_script("""
         window.__notReloaded = true; window.__rowSeen = {};
@@ -196,8 +199,10 @@ def _analyst_flow(console: Settings, driver) -> None:  # type: ignore[no-untyped
 
     driver.find_element(By.ID, "note").send_keys("buyer is the seller's own partner account")
     driver.find_element(By.ID, "confirm-button").click()
-    WebDriverWait(driver, 60, poll_frequency=0.2).until(
-        lambda d: d.find_element(By.ID, "alert-status").text == "confirmed")
+    # the page is replaced after the decision (and updated live): an element found a moment before
+    # may be gone when its text is read (a stale reference is a reason to look again, not a failure)
+    WebDriverWait(driver, 60, poll_frequency=0.2, ignored_exceptions=(NoSuchElementException, StaleReferenceError)
+                  ).until(lambda d: d.find_element(By.ID, "alert-status").text == "confirmed")
     assert f"by {ANALYST}" in driver.find_element(By.ID, "alert-resolved-by").text
     assert not driver.find_element(By.ID, "resolve-form").is_displayed()
     driver.save_screenshot(str(ARTIFACTS / "console-alert-confirmed.png"))
