@@ -74,17 +74,16 @@ async def take_batches(stream: Any, max_: int, *, linger: float, within: float,
             if not events:
                 first.clear()
                 continue
+            # from here until `notify(consuming)` nothing is added (add_to_buffer waits for it)
             consuming = asyncio.get_running_loop().create_future()
             batch = list(events)
             try:
                 yield batch
             finally:
-                del events[:len(batch)]
+                events.clear()
                 for event in batch:
                     await stream.ack(event)
                 first.clear()
-                if events:
-                    first.set()
                 notify(consuming)
                 full.clear()
                 consumed.set()

@@ -68,6 +68,16 @@ def test_kills_clickhouse_down_poison_and_schema_mix_lose_and_double_nothing_and
         stack.down(stack_settings(tmp_path / "stack"), wipe=True, echo=lambda _line: None)
 
 
+def chaos_command(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """`incentives chaos ARGS --rate 40` as a user runs it; it must exit 0. Its output and report."""
+    report_file = tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "processor.cli.main", "chaos", *args, "--rate", "40", "--report", str(report_file)],
+        capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    return result, json.loads(report_file.read_text())
+
+
 def stack_settings(home):
     """The settings a run's stack was started with (the run writes them into its home)."""
     return load_settings(json.loads((home / SETTINGS_FILE).read_text()))
@@ -76,13 +86,7 @@ def stack_settings(home):
 def test_an_emptied_log_stops_the_worker_and_the_sink_loudly(tmp_path):
     """The in-memory broker restarted under a running stack: its log is empty, so the worker and
     the sink must stop by themselves, saying so, rather than skip or re-apply."""
-    report_file = tmp_path / "report.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "processor.cli.main", "chaos", "--seed", "12", "--events", "800",
-         "--faults", "broker-restart", "--rate", "40", "--report", str(report_file)],
-        capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    report = json.loads(report_file.read_text())
+    result, report = chaos_command(tmp_path, "--seed", "12", "--events", "800", "--faults", "broker-restart")
     assert report["ok"] and report["figures"]["points_lost"] == report["figures"]["points_double_counted"] == 0
     restart = [f for f in report["faults"] if f["fault"] == "broker-restart"]
     assert restart and "STILL RUNNING" not in restart[0]["what"] and "DID NOT" not in restart[0]["what"]
@@ -94,13 +98,7 @@ def test_two_workers_through_a_pause_and_a_rebalance_lose_and_double_nothing(tmp
     move and it wakes up still holding a batch; then one clean stop and start. The writer fence
     (`state_store.py`) must keep the moved state whole: found by seed 14 of this command before it
     existed (40,262 points lost, 91,868 double-counted)."""
-    report_file = tmp_path / "report.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "processor.cli.main", "chaos", "--seed", "14", "--events", "1000",
-         "--faults", "pause,rebalance", "--rate", "40", "--report", str(report_file)],
-        capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    report = json.loads(report_file.read_text())
+    _, report = chaos_command(tmp_path, "--seed", "14", "--events", "1000", "--faults", "pause,rebalance")
     assert report["ok"] and report["settled"] == "settled"
     assert report["figures"]["points_lost"] == report["figures"]["points_double_counted"] == 0
     assert {f["fault"] for f in report["faults"]} == {"pause", "rebalance"}

@@ -26,7 +26,6 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -48,11 +47,10 @@ from processor.codec import (
     to_json_line,
     validate,
 )
+from processor.codec.schema_registry import SCHEMA_DIR
 from processor.programs import load_program
 from processor.replay import replay_lines
 from processor.simulation import simulate
-
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
 # --- SPEC section 9: "Rejection reasons are exactly: ..." ----------------------------------------
 
