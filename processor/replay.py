@@ -31,7 +31,7 @@ class Replayer:
         self.alerts: dict[str, dict[str, Any]] = {}
         self.rejections: dict[str, dict[str, Any]] = {}
         self.ledger: list[dict[str, Any]] = []
-        self.applied_ids: set[str] = set()
+        self.closes_counted: set[str] = set()     # a PeriodClosed copy in every partition is one event
         self.events_applied = 0
         self.events_ignored_duplicate = 0
 
@@ -44,28 +44,36 @@ class Replayer:
     def feed(self, event: dict[str, Any], part: Any = 0) -> Outcome:
         store, scope = self._store(part)
         out = self.stage1.apply(store, scope, event)
-        self._collect(out, event["event_id"], counted=True)
+        self._collect(out, counted=True, close_id=event["event_id"] if event["event_type"] == "PeriodClosed" else None)
         if self.run_stage2:
             for key, record in out.forwards:
                 state, findings = crosspartner.apply(self.program, self.stage2_state.get(key), record)
                 self.stage2_state[key] = state
                 for finding in findings:
-                    self._collect(self.stage1.apply(store, scope, finding), finding["event_id"], counted=False)
+                    self._collect(self.stage1.apply(store, scope, finding), counted=False)
         return out
 
     def feed_invalid(self, exc: InvalidEvent, where: str, part: Any = 0) -> None:
         store, _ = self._store(part)
         out = self.stage1.reject(store, exc.event_id, exc.partner_id, exc.event_type, exc.reason, None, where)
-        self._collect(out, exc.event_id or where, counted=True)
+        self._collect(out, counted=True)
 
-    def _collect(self, out: Outcome, event_id: str, counted: bool) -> None:
-        if out.status == DUPLICATE:
+    def _collect(self, out: Outcome, counted: bool, close_id: str | None = None) -> None:
+        """Count a line (`counted`; a stage-2 finding is not one) as applied, duplicate or rejected.
+
+        An `event_id` is remembered per partner, as live: reused for another partner it applies
+        there and counts again. Only a `PeriodClosed`, one copy per partition, counts once. A
+        refusal whose `event_id` is already listed (an event the codec refused has no partner to
+        remember it by) is a repeat: SPEC section 9 counts it as a duplicate, listed once.
+        """
+        if out.status == DUPLICATE or (counted and out.rejections
+                                       and all(r["event_id"] in self.rejections for r in out.rejections)):
             if counted:
                 self.events_ignored_duplicate += 1
             return
-        if out.status == APPLIED and counted and event_id not in self.applied_ids:
-            # a PeriodClosed copy in every partition is one event
-            self.applied_ids.add(event_id)
+        if out.status == APPLIED and counted and close_id not in self.closes_counted:
+            if close_id is not None:
+                self.closes_counted.add(close_id)
             self.events_applied += 1
         for r in out.rejections:
             self.rejections.setdefault(r["event_id"], r)
