@@ -24,6 +24,20 @@ fold is deterministic, so re-applying the same messages from the committed state
 rewrites) the same entries before the partner's version can pass the stale stamp. Member chunks work
 the same way against the meta's watermark.
 
+A batch writes only the entries whose value changed. The domain marks every entry it reads as
+touched (a value read may be changed in place), and most reads change nothing (`tiers.tier_met`
+reads twelve months on every sale: rewriting them was most of the bytes written). So the loader
+remembers, for a *clean* record (stamp within the committed version: its value is the committed
+one), the committed value's pickled bytes; a touched entry whose new pickle equals them is not
+written: the stored record already reads as that value at any later version. A *stale* record
+(stamp beyond the committed version) is never remembered and always rewritten, even when its new
+value equals the committed one: left in place, it would read as its uncommitted value once the
+partner commits a version past its stamp without touching it again (a redo that changes an entry
+P -> X -> P would leave `(v1, X, P)`, read as X from version v1 on), and the rewrite is what the
+argument above relies on. Equal bytes are equal values; unequal bytes of an equal value (a set
+pickled in another order) only cost a write. What is remembered is dropped at each commit, as the
+entries are.
+
 This module is pure (records in, records out); `state_store.py` puts the records into the Faust
 table's RocksDB and changelog, and the unit tests into a dict.
 """
@@ -143,9 +157,12 @@ class PartitionMeta:
 _PICKLED_TRUE = pickle.dumps(True, _PICKLE)
 
 
+def _pickled(value: Any) -> bytes:
+    return _PICKLED_TRUE if value is True else pickle.dumps(value, _PICKLE)
+
+
 def _versioned(stamp: int, value: Any, previous: bytes | None) -> bytes:
-    pickled = _PICKLED_TRUE if value is True else pickle.dumps(value, _PICKLE)
-    return pickle.dumps((stamp, pickled, previous), _PICKLE)
+    return pickle.dumps((stamp, _pickled(value), previous), _PICKLE)
 
 
 def _committed_bytes(raw: bytes | None, committed: int) -> bytes | None:
@@ -174,6 +191,9 @@ class PartitionState:
         self.committed_members = len(self.member_ids)
         self.partners: dict[str, PartnerState] = {}
         self.versions: dict[str, int] = {}          # partner -> committed version (-1: none)
+        #: entry key -> the pickled value of its clean record, as loaded in this batch (see the
+        #: module docstring): a touched entry still equal to it needs no write
+        self._clean: dict[bytes, bytes] = {}
         self.epoch = -1                             # the writer epoch it is held with (state_store.py)
 
     # ------------------------------------------------------------------ reading
@@ -215,7 +235,7 @@ class PartitionState:
 
     def _loader(self, partner_id: str, name: str):  # type: ignore[no-untyped-def]
         key_of = _EntryKeys(partner_id, name)
-        versions, read = self.versions, self.records.get
+        versions, read, clean = self.versions, self.records.get, self._clean
 
         def load(key: Any) -> Any:
             committed = versions.get(partner_id, -1)
@@ -225,10 +245,15 @@ class PartitionState:
                 # (an entry of a new partner replaces nothing), so there is nothing to read (most of
                 # the reads of a partner's first batch)
                 return None
-            raw = read(key_of(key))
+            k = key_of(key)
+            raw = read(k)
             if raw is None:
                 return None
-            value = _committed_bytes(raw, committed)
+            stamp, value, previous = pickle.loads(raw)
+            if stamp <= committed:
+                clean[k] = value                # the committed value, as stored
+            else:
+                value = previous                # stale: never clean, so always rewritten
             return None if value is None else pickle.loads(value)
         return load
 
@@ -244,7 +269,7 @@ class PartitionState:
 
     def _batch_records(self, dirty: dict[str, int]) -> list[tuple[bytes, bytes]]:
         records: list[tuple[bytes, bytes]] = []
-        read = self.records.get
+        read, clean = self.records.get, self._clean
         for pid, version in dirty.items():
             state = self.partners[pid]
             committed = self.versions.get(pid, -1)
@@ -256,9 +281,15 @@ class PartitionState:
                 cached = entries.loaded()
                 for key in sorted(entries.touched, key=repr):
                     k = key_of(key)
-                    # a partner never committed replaces nothing (see `_loader`): no need to read
-                    previous = _committed_bytes(read(k), committed) if committed >= 0 else None
-                    records.append((k, _versioned(version, cached.get(key), previous)))
+                    value = _pickled(cached.get(key))
+                    previous = clean.get(k)
+                    if previous is None:
+                        # not loaded from a clean record: read what it replaces (a partner never
+                        # committed replaces nothing, see `_loader`: no need to read)
+                        previous = _committed_bytes(read(k), committed) if committed >= 0 else None
+                    elif previous == value:
+                        continue                # the stored record already reads as this value
+                    records.append((k, pickle.dumps((version, value, previous), _PICKLE)))
         for pid, version in dirty.items():
             state = self.partners[pid]
             core = {name: getattr(state, name) for name in _CORE_FIELDS}
@@ -277,7 +308,10 @@ class PartitionState:
 
     def committed(self, dirty: dict[str, int]) -> None:
         """The batch's records are durable: they are now the committed state. What the entries
-        hold in memory is dropped (it is in the store), so memory does not grow with history."""
+        hold in memory is dropped (it is in the store), so memory does not grow with history; so
+        are the clean values remembered (of every partner: simpler, and a partner read without
+        being changed is rare; its entries are then only written again, not wrong)."""
+        self._clean.clear()
         for pid, version in dirty.items():
             self.versions[pid] = version
             state = self.partners[pid]
