@@ -6,8 +6,8 @@ tells less than one that prints its numbers.
 ``run_core`` (no services): simulate N events, encode them with the Avro codec, then time
 (a) Avro decode of every message, (b) the file replay fold (`Replayer`, both stages) over the
 decoded events, (c) `folding.fold_partition` over the bytes in batches per partition with a dict
-as the state store (what the stage-1 agent does, minus Kafka and RocksDB: history entries are read
-from the store on demand), and (d) the same plus building each batch's state records
+as the state store, the stage-2 forwards bundled (what the stage-1 agent does, minus Kafka and
+RocksDB: history entries are read from the store on demand), and (d) the same plus building each batch's state records
 (`partition_state.py`), as the agent writes them.
 
 ``run_pipeline`` (the stack of the current settings, `incentives dev up`): wait until the worker
@@ -240,6 +240,7 @@ def run_core(n: int = DEFAULT_CORE_EVENTS, *, seed: int = 7, partners: int = DEF
     from processor.programs import load_program
     from processor.replay import Replayer
     from processor.stream.folding import Message, PartitionState, fold_partition
+    from processor.stream.forwarding import bundles
 
     program = load_program(program_path)
     report = Report("core")
@@ -295,6 +296,7 @@ def run_core(n: int = DEFAULT_CORE_EVENTS, *, seed: int = 7, partners: int = DEF
                 chunk = msgs[i:i + batch]
                 with timer:
                     result = fold_partition(stage1, part, chunk)
+                    result.records += bundles(result.forwards, partitions, p)
                     if pickled:
                         batch_records = part.batch_records(result.dirty)
                 if not pickled:                   # (c) times the fold alone, but the store is real

@@ -12,7 +12,8 @@ with the same client, tell them apart (issue 14 item 1):
     `getmany(max_records=10,000)`) hands each batch's raw bytes per partition to
     `folding.fold_partition` with a stage-1 core (`Stage1(program)`, as the worker builds it) over
     a `PartitionState` per partition backed by a dict; every output record (`result.records`:
-    ledger entries, tier changes, decisions, alerts, dead letters, stage-2 forwards) is sent with
+    ledger entries, tier changes, decisions, alerts, dead letters; and the batch's stage-2 forwards
+    in one bundle per repartition partition, `forwarding.bundles`, as the agent does) is sent with
     an aiokafka producer (acks=all, like the worker's) to a scratch copy of its topic, the whole
     batch sent and then awaited together; then each partition's batch records are written into its
     dict and `committed()`: the order of the stage-1 agent (`processor/stream/stage1.py`), minus
@@ -24,7 +25,7 @@ with the same client, tell them apart (issue 14 item 1):
 
 Both loops run with the worker's garbage-collector thresholds (`WORKER_GC_THRESHOLD`, set process
 wide by `processor/stream/app.py`), restored afterwards: at Python's defaults the young collections
-triggered by the producer's ~2.6 sends an event rescan the growing live state, a quarter of (a)'s
+triggered by the producer's sends rescan the growing live state, a quarter of (a)'s
 time, which the worker does not pay either. The CPU/GC column shows what is left.
 
 The ratio (a)/(b) says how far the project's work itself sits below a light loop on the same
@@ -200,9 +201,14 @@ class LoopResult:
     timer: Timer = field(default_factory=Timer)
 
 
-async def _send_all(producer, records: list[tuple[str, bytes | None, bytes | None, Any]]) -> int:  # type: ignore[no-untyped-def]
-    """Send every (topic, key, value, headers) and await them together; the number delivered."""
-    futures = [await producer.send(topic, value, key, None, None, headers) for topic, key, value, headers in records]
+Output = tuple[str, bytes | None, bytes | None, Any, int | None]
+
+
+async def _send_all(producer, records: list[Output]) -> int:  # type: ignore[no-untyped-def]
+    """Send every (topic, key, value, headers, partition: None by key) and await them together; the
+    number delivered."""
+    futures = [await producer.send(topic, value, key, partition, None, headers)
+               for topic, key, value, headers, partition in records]
     if futures:
         await asyncio.gather(*futures)
     return len(futures)
@@ -247,6 +253,7 @@ def same_work(log: ScratchLog, program_path: str | None, max_request_size: int) 
     from processor.domain.engine import Stage1
     from processor.programs import load_program
     from processor.stream.folding import Message, PartitionState, fold_partition
+    from processor.stream.forwarding import bundles
 
     stage1 = Stage1(load_program(program_path))
     stores: dict[int, dict[bytes, bytes]] = {p: {} for p in range(log.partitions)}
@@ -256,18 +263,22 @@ def same_work(log: ScratchLog, program_path: str | None, max_request_size: int) 
     by_topic: dict[str, int] = {}
 
     def handle(batch):  # type: ignore[no-untyped-def]
-        outputs = []
+        outputs, forwards = [], []
         done = []
         for tp, records in batch.items():
             part = parts[tp.partition]
             messages = [Message(tp.topic, tp.partition, r.offset, r.value, r.timestamp, r.key) for r in records]
             folded = fold_partition(stage1, part, messages)
+            forwards += folded.forwards
             for r in folded.records:
                 topic = topic_of.get(r.topic) or topic_of.setdefault(r.topic, log.out_topic(r.topic))
-                outputs.append((topic, r.key, r.value, r.headers or None))
+                outputs.append((topic, r.key, r.value, r.headers or None, None))
                 by_topic[r.topic] = by_topic.get(r.topic, 0) + 1
             result.undecodable += sum(1 for label, _ in folded.outcomes if label == "undecodable")
             done.append((part, folded))
+        for r in bundles(forwards, log.partitions, ",".join(str(tp.partition) for tp in batch), max_request_size // 2):
+            outputs.append((topic_of[topics.REPARTITION], r.key, r.value, None, r.partition))
+            by_topic[r.topic] = by_topic.get(r.topic, 0) + 1
 
         def after() -> None:                 # outputs delivered: the state records, as the agent does
             for part, folded in done:
@@ -313,11 +324,11 @@ def light_work(log: ScratchLog, max_request_size: int) -> LoopResult:
                 total[1] += event.get("amount_cents") or 0
                 key = pid.encode()
                 outputs.append((topic, key, dumps({"partner_id": pid, "events": total[0],
-                                                   "amount_cents": total[1]}).encode(), None))
+                                                   "amount_cents": total[1]}).encode(), None, None))
                 seq += 1
                 if seq % 2 == 0:
                     outputs.append((topic, key, dumps({"event_id": event["event_id"], "partner_id": pid,
-                                                       "event_type": event["event_type"]}).encode(), None))
+                                                       "event_type": event["event_type"]}).encode(), None, None))
         return outputs, nothing
 
     asyncio.run(_loop(log, max_request_size, handle, result))

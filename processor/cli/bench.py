@@ -57,7 +57,8 @@ def bench(what: str, events: int | None, state_events: int, partners: int | None
     \b
     core      simulate N events, Avro-encode them, then time (a) Avro decode, (b) the file
               replay fold (Replayer), (c) stage 1's fold_partition over the bytes in batches
-              per partition with a dict as the state store, (d) the same plus building each
+              per partition with a dict as the state store, and the batch's stage-2 forwards
+              bundled (forwarding.py), (d) the same plus building each
               batch's state records (the table writes); events/s, CPU and GC seconds, peak RSS.
               No services needed.
     pipeline  on the stack of the current INCENTIVES_* settings (run `incentives dev up` first):

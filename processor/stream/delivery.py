@@ -70,13 +70,16 @@ _failures = RateLimitedLog(log)
 
 async def deliver(app, records: Sequence[OutRecord], *, partition: int | None = None,  # type: ignore[no-untyped-def]
                   limit: int | None = None, what: str = "output") -> list:
-    """Send every record (to `partition`, or by key) and wait for all; return their metadata."""
+    """Send every record (to its own partition if it names one, else to `partition`, else by key)
+    and wait for all; return their metadata."""
     if limit is not None:
         check_sizes(records, limit, what)
     backoff = 0.2
     while True:
         try:
-            futures = [await app.producer.send(r.topic, r.key, r.value, partition, None, r.headers or None)
+            futures = [await app.producer.send(r.topic, r.key, r.value,
+                                               partition if r.partition is None else r.partition, None,
+                                               r.headers or None)
                        for r in records]
             return list(await asyncio.gather(*futures))
         except asyncio.CancelledError:

@@ -2,7 +2,8 @@
 
 The agent hands over one partition's messages of a batch; this module decodes them, folds them
 through the domain core into the partition's `PartitionState` (`partition_state.py`: how the state
-is stored) and returns the records to send and which partners changed. The partition's meta holds
+is stored) and returns the records to send, the stage-2 forwards (sent in bundles:
+`forwarding.py`) and which partners changed. The partition's meta holds
 the offset of the last message applied (a message at or below it is a redelivery and is skipped)
 and the scope of `PeriodClosed`. The replays fold the same log through the same domain core
 (`processor.replay.Replayer`), so live and replay cannot drift.
@@ -44,6 +45,7 @@ class OutRecord:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    partition: int | None = None        # None: by the key (a bundle of forwards names its own)
 
 
 class Contiguous:
@@ -82,6 +84,8 @@ class BatchResult:
     records: list[OutRecord] = field(default_factory=list)
     dirty: dict[str, int] = field(default_factory=dict)   # partner -> offset of its last message
     outcomes: list[tuple[str, Outcome]] = field(default_factory=list)     # (event_type, outcome)
+    #: (stage-2 key, record) in order: sent in bundles (`forwarding.bundles`), not in `records`
+    forwards: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     skipped: int = 0
     #: the offset of a message beyond watermark + 1, where the fold stopped: the partition must be
     #: read again from watermark + 1 (see `processor.stream.rewind`)
@@ -124,9 +128,10 @@ def dead_letter(msg: Message, headers: list[tuple[str, bytes]]) -> OutRecord:
 
 
 def outcome_records(out: Outcome, msg: Message, error: InvalidEvent | None = None) -> list[OutRecord]:
-    """The output records of one message's outcome. A rejection goes to the dead-letter topic with
-    the original key and value (None stays None) and headers saying where it came from and why:
-    `error` is the codec's refusal, else the rules refused a valid event."""
+    """The output records of one message's outcome (its stage-2 forwards aside: they go in bundles).
+    A rejection goes to the dead-letter topic with the original key and value (None stays None) and
+    headers saying where it came from and why: `error` is the codec's refusal, else the rules
+    refused a valid event."""
     records: list[OutRecord] = []
     _add_records(records, out, msg, error)
     return records
@@ -149,8 +154,6 @@ def _add_records(records: list[OutRecord], out: Outcome, msg: Message, error: In
         else:
             headers = dlq_headers(msg, rej, "RuleRejection", f"refused by the program rules: {rej['reason']}")
         add(dead_letter(msg, headers))
-    for key, fwd in out.forwards:
-        add(OutRecord(topics.REPARTITION, key.encode(), dumps_sorted(fwd)))
 
 
 def fold_partition(stage1: Stage1, part: PartitionState, messages: Sequence[Message]) -> BatchResult:
@@ -178,6 +181,8 @@ def _fold(stage1: Stage1, part: PartitionState, messages: Sequence[Message]) -> 
         out = stage1.apply(store, meta.scope, event)
         result.outcomes.append((event["event_type"], out))
         _add_records(result.records, out, msg, None)
+        if out.forwards:
+            result.forwards += out.forwards
     if run.last is not None:
         meta.digest = digest(run.last.key, run.last.value)
     result.dirty = store.dirty

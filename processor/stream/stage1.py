@@ -1,7 +1,8 @@
 """Stage-1 agent: partner events -> partner state, ledger, tier changes, decisions, alerts.
 
 Per batch: group the events by partition, fold each partition with `folding.fold_partition` into
-its `PartitionState`, deliver every output, and only then write the partition's state records
+its `PartitionState`, deliver every output (the stage-2 forwards of the whole batch in one bundle
+per stage-2 partition: `forwarding.py`), and only then write the partition's state records
 (changelog first, then the local store: `state_store.py`), the partition's watermark last. Faust
 commits offsets after the agent body returns. How the records are laid out, and why a crash at any
 point leaves them consistent: `partition_state.py`.
@@ -14,8 +15,8 @@ import pickle
 import time
 
 from processor.domain.engine import Stage1
-from processor.stream import metrics
-from processor.stream.app import app, partner_events, partner_table, program, settings
+from processor.stream import forwarding, metrics
+from processor.stream.app import app, partner_events, partner_table, program, repartition, settings
 from processor.stream.batching import by_held_partition, run_batches
 from processor.stream.delivery import deliver
 from processor.stream.folding import Message, fold_partition
@@ -75,6 +76,17 @@ async def partition_state(tp) -> PartitionState:  # type: ignore[no-untyped-def]
     return part
 
 
+_stage2_partitions: list[int] = []
+
+
+async def stage2_partitions() -> int:
+    """How many partitions the repartition topic has (asked once: bundles are addressed by it)."""
+    if not _stage2_partitions:
+        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # aiokafka's, under Faust's
+        _stage2_partitions.append(len(await producer.partitions_for(repartition.get_topic_name())))
+    return _stage2_partitions[0]
+
+
 def stored_watermark(partition: int) -> int:
     """The committed watermark as stored (read fresh: this runs right after a recovery)."""
     raw = records(partition).get(meta_key(partition))
@@ -109,7 +121,7 @@ async def stage1(stream):  # type: ignore[no-untyped-def]
 async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
     started = time.monotonic()
     by_partition = by_held_partition(events)
-    outputs, done = [], []
+    outputs, forwards, done = [], [], []
     for partition, evs in by_partition.items():
         messages = [Message(e.message.topic, partition, e.message.offset, e.message.value,
                             e.message.timestamp, e.message.key) for e in evs]
@@ -121,8 +133,12 @@ async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
             refuse(exc)
         result = fold_partition(core, part, messages)
         outputs += result.records
+        forwards += result.forwards
         done.append((evs[-1].message.tp, part, result))
         _observe(result)
+    if forwards:
+        outputs += forwarding.bundles(forwards, await stage2_partitions(), ",".join(map(str, by_partition)),
+                                      settings.max_message_bytes // 2)
     await deliver(app, outputs, limit=settings.max_message_bytes)
     for tp, part, result in done:
         if result.jumped_to is not None:            # offsets skipped: read them again, in order

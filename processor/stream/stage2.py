@@ -1,5 +1,8 @@
 """Stage-2 agent: cross-partner detectors over the repartition topic (keyed by order / customer).
 
+Stage 1 sends its forwards in bundles, one message per stage-2 partition per batch, each record
+with its key (`forwarding.py`); a message of one record keyed by its stage-2 key is read too.
+
 Findings are appended to `partner-events` as Avro `AnomalyDetected` events keyed by the partner,
 so stage 1 applies them (holds, alerts) and a replay of the log sees exactly what happened live.
 
@@ -19,7 +22,7 @@ from typing import Any
 from processor import topics
 from processor.codec import encode
 from processor.domain import crosspartner
-from processor.stream import metrics
+from processor.stream import forwarding, metrics
 from processor.stream.app import app, crosspartner_table, program, repartition, settings
 from processor.stream.batching import by_held_partition, run_batches
 from processor.stream.delivery import deliver
@@ -71,14 +74,18 @@ async def stage2(stream):  # type: ignore[no-untyped-def]
     await run_batches(stream, process_batch, "stage 2")
 
 
-def _poison(msg: Message, exc: Exception) -> OutRecord:
-    """A forwarded record stage 2 cannot read: dead-lettered with where it came from and why."""
-    rejection = {"event_id": msg.where, "reason": "undecodable", "partner_id": None, "event_type": None,
+def _poison(msg: Message, exc: Exception, item: int | None = None) -> OutRecord:
+    """A forwarded message (or one record of a bundle, `item`, 0-based) that stage 2 cannot read:
+    dead-lettered with where it came from and why; a bundle's other records are applied."""
+    where = msg.where if item is None else f"{msg.where}#{item}"
+    rejection = {"event_id": where, "reason": "undecodable", "partner_id": None, "event_type": None,
                  "occurred_at": None}
     metrics.DLQ.labels(reason="undecodable").inc()
     metrics.EVENTS.labels(event_type="undecodable", outcome="undecodable").inc()
-    return dead_letter(msg, dlq_headers(msg, rejection, type(exc).__name__, str(exc)[:1000],
-                                             "stage2"))
+    headers = dlq_headers(msg, rejection, type(exc).__name__, str(exc)[:1000], "stage2")
+    if item is not None:
+        headers.append(("bundle.item", str(item).encode()))
+    return dead_letter(msg, headers)
 
 
 async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
@@ -99,17 +106,25 @@ async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
         run = Contiguous(messages, watermark)
         for msg in run:
             try:
-                key = _key("k", msg.key.decode())                           # type: ignore[union-attr]
-                record = json.loads(msg.value)                              # type: ignore[arg-type]
-                if key not in cache:
-                    raw = store.get(key)
-                    cache[key] = None if raw is None else pickle.loads(raw)
-                cache[key], findings = crosspartner.apply(program, cache[key], record)
-            except Exception as exc:  # noqa: BLE001 - bad input, never a reason to stop
+                bundled, items = forwarding.read(msg.key, msg.value)
+            except forwarding.NotStage2Input as exc:
                 outputs.append(_poison(msg, exc))
                 continue
-            for finding in findings:
-                outputs.append(OutRecord(topics.PARTNER_EVENTS, finding["partner_id"].encode(), encode(finding)))
+            for n, (fwd_key, record) in enumerate(items):
+                try:
+                    if fwd_key is None:
+                        raise forwarding.NotStage2Input(f"bundled record {n} is not a [key, record] pair")
+                    key = _key("k", fwd_key)
+                    if key not in cache:
+                        raw = store.get(key)
+                        cache[key] = None if raw is None else pickle.loads(raw)
+                    cache[key], findings = crosspartner.apply(program, cache[key], record)
+                except Exception as exc:  # noqa: BLE001 - bad input, never a reason to stop
+                    outputs.append(_poison(msg, exc, n if bundled else None))
+                    continue
+                for finding in findings:
+                    outputs.append(OutRecord(topics.PARTNER_EVENTS, finding["partner_id"].encode(),
+                                             encode(finding)))
         writes.append((tp, writer, run.watermark, cache, run.jumped_to))
     await deliver(app, outputs, limit=settings.max_message_bytes)
     for tp, writer, watermark, cache, jumped_to in writes:
