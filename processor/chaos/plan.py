@@ -30,6 +30,11 @@ DEFAULT_FAULTS = ("worker-kill", "sink-kill", "clickhouse-down", "rebalance", "p
 # second worker; broker-restart always happens once, at the end (it empties the log).
 STRIKES = {"worker-kill": (3, 20), "sink-kill": (2, 6), "clickhouse-down": (1, 1), "rebalance": (2, 10),
            "pause": (1, 2), "broker-restart": (1, 1)}
+#: About how long one strike of each fault takes here (a worker's restart and recovery, a clean
+#: stop and start, ClickHouse's 30 s outage...), measured by `--full --seed 42`: what `--full`
+#: spreads its stream over, so that every strike happens while messages flow.
+FAULT_SECONDS = {"worker-kill": 16, "sink-kill": 1, "clickhouse-down": 33, "rebalance": 20, "pause": 16,
+                 "schema-mix": 0, "broker-restart": 0}
 DUPLICATE_SHARE = 0.01
 POISON_SHARE = 0.001
 # schema-mix: the v2 writer starts at a seeded share of the stream's events in this range; from
@@ -77,6 +82,18 @@ class Plan:
     @property
     def resent_count(self) -> int:
         return sum(m.resent for m in self.messages)
+
+    @property
+    def fault_seconds(self) -> int:
+        """About how long injecting every strike takes (`FAULT_SECONDS`), one after the other."""
+        return sum(FAULT_SECONDS[s.fault] for s in self.strikes)
+
+    def full_rate(self) -> float:
+        """The `--full` send rate: the stream lasts as long as its faults take, from the first
+        strike's moment to the last's (strikes fall between 10% and 85% of it), so each one hits a
+        flowing stream; within 50 to 1,500 messages a second."""
+        seconds = max(60.0, self.fault_seconds / 0.75)
+        return min(1_500.0, max(50.0, len(self.messages) / seconds))
 
 
 def parse_faults(text: str) -> tuple[str, ...]:

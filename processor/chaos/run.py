@@ -27,6 +27,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import random
 import signal
@@ -109,6 +110,10 @@ class Run:
     rate: float
     echo: Echo
     sent: int = 0
+    #: the sender stops before passing this message number until the strike due there has started:
+    #: a strike that runs long holds the stream at the next one's moment, never lets it run past
+    gate: float = 0
+    gate_moved: threading.Condition = field(default_factory=threading.Condition)
     done_sending: threading.Event = field(default_factory=threading.Event)
     fault_lines: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -130,6 +135,10 @@ class Run:
             partitions = sorted(producer.partitions_for(topics.PARTNER_EVENTS) or [])
             started = time.monotonic()
             for n, message in enumerate(self.plan.messages, 1):
+                if n > self.gate:
+                    with self.gate_moved:
+                        self.gate_moved.wait_for(lambda n=n: n <= self.gate)    # type: ignore[misc]
+                    started = time.monotonic() - (n - 1) / self.rate           # no burst to catch up
                 if message.all_partitions:
                     for p in partitions:
                         producer.send(topics.PARTNER_EVENTS, key=b"*", value=message.value, partition=p)
@@ -149,27 +158,38 @@ class Run:
 
     # ---------------------------------------------------------------------------------- faults
 
+    def _open_gate(self, to: float) -> None:
+        with self.gate_moved:
+            self.gate = to
+            self.gate_moved.notify_all()
+
     def strike_all(self, rng: random.Random) -> None:
+        """Inject each strike when the stream reaches its moment. While one runs, messages keep
+        flowing up to the next strike's moment (`gate`), so every strike happens under load and at
+        its planned place in the stream, however long the one before took."""
         total = len(self.plan.messages)
-        for strike in self.plan.strikes:
-            if strike.fault == "broker-restart":
-                continue
-            due = strike.message if strike.message is not None else strike.at * total
-            while self.sent < due and not self.done_sending.is_set():
+        strikes = [s for s in self.plan.strikes if s.fault != "broker-restart"]
+        dues = [s.message if s.message is not None else math.ceil(s.at * total) for s in strikes]
+        self._open_gate(dues[0] if dues else float("inf"))
+        for i, strike in enumerate(strikes):
+            while self.sent < dues[i] and not self.done_sending.is_set():
                 time.sleep(0.05)
             started, at = time.monotonic(), self.sent
+            self._open_gate(dues[i + 1] if i + 1 < len(dues) else float("inf"))
             try:
                 what = self._strike(strike, rng)
             except Exception as exc:  # noqa: BLE001 - a fault that could not be injected fails the run
                 what = f"FAILED: {type(exc).__name__}: {exc}"
                 self.errors.append(f"{strike.fault} #{strike.number}: {what}")
+            sent_during = self.sent - at
             if strike.message is not None:            # a fault in the stream: it is at its message exactly
                 at = strike.message
-            line = {"fault": strike.fault, "number": strike.number, "at_message": at,
-                    "at_share": strike.at, "seconds": round(time.monotonic() - started, 1), "what": what}
+            line = {"fault": strike.fault, "number": strike.number, "at_message": at, "at_share": strike.at,
+                    "seconds": round(time.monotonic() - started, 1), "sent_during": sent_during, "what": what}
             self.fault_lines.append(line)
-            self.echo(f"fault {strike.fault} #{strike.number} at message {at:,} "
-                      f"({at / total:.0%}): {what} ({line['seconds']} s)")
+            self.echo(f"fault {strike.fault} #{strike.number} at message {at:,} ({at / total:.0%}): {what} "
+                      f"({line['seconds']} s, {sent_during:,} messages sent meanwhile)")
+        self._open_gate(float("inf"))
 
     def _strike(self, strike: Strike, rng: random.Random) -> str:
         if strike.fault == "schema-mix":

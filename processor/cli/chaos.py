@@ -16,11 +16,13 @@ from processor.chaos.plan import DEFAULT_FAULTS, FAULTS, make_plan, parse_faults
 @click.option("--faults", "faults_text", default=",".join(DEFAULT_FAULTS), show_default=True, metavar="LIST",
               help=f"Comma-separated faults, or 'all': {', '.join(FAULTS)}.")
 @click.option("--events", type=click.IntRange(min=100), default=None,
-              help="Simulated events [default: 5,000; 100,000 with --full].")
-@click.option("--full", is_flag=True, help="The long run: 100,000 events, 20 worker kills, 10 rebalances, ...")
+              help="Simulated events [default: 5,000; 300,000 with --full].")
+@click.option("--full", is_flag=True, help="The long run: 300,000 events, 20 worker kills, 10 rebalances, "
+                                           "6 sink kills, 2 pauses, ClickHouse down once.")
 @click.option("--rate", type=click.FloatRange(min=10), default=None,
-              help="Messages sent per second [default: spread over about a minute, at least 50; "
-                   "1,500 with --full].")
+              help="Messages sent per second [default: spread over about a minute, at least 50; with "
+                   "--full, spread over the time the faults take (about 13 minutes), so each one hits a "
+                   "flowing stream].")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the whole report (every fault, every check, the figures) as JSON here.")
 @click.option("--keep", is_flag=True, help="Leave the run's stack running (its home is printed).")
@@ -45,9 +47,9 @@ def chaos(seed: int, faults_text: str, events: int | None, full: bool, rate: flo
         faults = parse_faults(faults_text)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--faults") from None
-    events = events or (100_000 if full else 5_000)
+    events = events or (300_000 if full else 5_000)
     plan = make_plan(seed, events, faults, full=full)
-    rate = rate or (1_500.0 if full else max(50.0, len(plan.messages) / 60))
+    rate = rate or (plan.full_rate() if full else max(50.0, len(plan.messages) / 60))
     report = run_chaos(plan, rate=rate, keep=keep, echo=click.echo)
     figures = report.get("figures", {})
     click.echo("")

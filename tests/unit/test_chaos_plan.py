@@ -5,18 +5,23 @@ stack's registry decodes to the record of their v1 encoding."""
 from __future__ import annotations
 
 import json
+import math
 import random
+import threading
+import time
 from collections import Counter
 
 import pytest
 
 from processor import simulation
 from processor.chaos import oracle, schema_mix
-from processor.chaos.plan import DEFAULT_FAULTS, FAULTS, SCHEMA_MIX_FROM, make_plan, parse_faults
+from processor.chaos import run as run_module
+from processor.chaos.plan import DEFAULT_FAULTS, FAULT_SECONDS, FAULTS, SCHEMA_MIX_FROM, make_plan, parse_faults
 from processor.chaos.poison import KINDS, poison
 from processor.chaos.run import chaos_settings, stack_registry
 from processor.codec import InvalidEvent, SchemaRegistry, decode
 from processor.codec.schema_registry import SCHEMA_DIR
+from processor.config import load_settings
 from processor.programs import load_program
 
 
@@ -134,3 +139,56 @@ def test_the_oracle_counts_v2_messages_and_its_check_can_fail():
     assert problems == ["1 in the dead-letter topic as refusals"]
     _, problems = oracle.mixed_writer_findings(good, [], fp, plan.v2_count + 1)
     assert problems == [f"{plan.v2_count + 1:,} sent, {plan.v2_count:,} in the log"]
+
+
+def test_the_full_run_spreads_its_stream_over_the_time_its_faults_take():
+    plan = make_plan(5, 3_000, FAULTS, full=True)
+    assert plan.fault_seconds == sum(FAULT_SECONDS[s.fault] for s in plan.strikes) > 500
+    # the strikes fall in 10-85% of the stream: the stream lasts the faults' time over 75% of it
+    assert plan.full_rate() == pytest.approx(max(50.0, len(plan.messages) / (plan.fault_seconds / 0.75)))
+    assert 50 <= make_plan(5, 100, FAULTS, full=True).full_rate() <= plan.full_rate()
+
+
+class _Producer:
+    """Stands in for kafka-python's producer: this test is about pacing, not about Kafka."""
+
+    def __init__(self, **_kwargs):
+        pass
+
+    def partitions_for(self, _topic):
+        return {0, 1}
+
+    def send(self, *_args, **_kwargs):
+        pass
+
+    def flush(self, *_args):
+        pass
+
+    def close(self, **_kwargs):
+        pass
+
+
+def test_each_strike_happens_at_its_moment_under_a_flowing_stream_however_long_the_one_before(monkeypatch):
+    monkeypatch.setattr(run_module, "KafkaProducer", _Producer)
+    plan = make_plan(9, 600, ("worker-kill", "rebalance"), full=False)
+    seen: list[tuple[int, int]] = []
+
+    class SlowRun(run_module.Run):
+        def _strike(self, strike, rng):
+            at = self.sent
+            time.sleep(0.3)                    # a long fault: the stream must not run past the next moment
+            seen.append((at, self.sent))
+            return "done"
+
+    run = SlowRun(plan, load_settings({}), 1, 2_000.0, lambda _line: None)
+    sender = threading.Thread(target=run.send_all, daemon=True)
+    sender.start()
+    run.strike_all(random.Random(1))
+    sender.join(timeout=30)
+    assert not sender.is_alive() and run.sent == len(plan.messages)
+    dues = [math.ceil(s.at * len(plan.messages)) for s in plan.strikes]
+    assert [at for at, _ in seen] == dues                     # each exactly at its moment
+    assert all(after > at for at, after in seen[:-1] if at < len(plan.messages))   # messages flowed meanwhile
+    for (_, after), due_next in zip(seen, dues[1:], strict=False):
+        assert after <= due_next                              # never past the next strike's moment
+    assert all(line["sent_during"] == after - at for line, (at, after) in zip(run.fault_lines, seen, strict=True))
