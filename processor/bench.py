@@ -399,10 +399,14 @@ def stage1_count(samples: list[tuple[str, dict[str, str], float]]) -> float:
 
 
 def read_worker_metrics(settings: Settings) -> WorkerMetrics:
-    status, body = _http_get(f"{settings.web_url}/metrics")
-    if status != 200:
-        raise StackNotReady(f"the worker's {settings.web_url}/metrics answered {status}")
-    samples = parse_metrics(body.decode("utf-8", "replace"))
+    """The counters of every running worker of the stack (`dev up --workers N`), summed."""
+    from processor.devstack import worker
+    samples = []
+    for _name, instance in worker.instances(settings):
+        status, body = _http_get(f"{instance.web_url}/metrics")
+        if status != 200:
+            raise StackNotReady(f"the worker's {instance.web_url}/metrics answered {status}")
+        samples += parse_metrics(body.decode("utf-8", "replace"))
     return WorkerMetrics(
         stage1=stage1_count(samples),
         all_events=sum(v for name, _, v in samples if name == EVENTS_METRIC),
@@ -519,10 +523,15 @@ def _rss_mb(pid: int) -> tuple[float, float] | None:
 
 
 def stack_pids(settings: Settings) -> dict[str, int]:
-    """Pids of the components `incentives dev up` started with these settings (by pid file)."""
-    from processor.devstack import broker, clickhouse, worker
+    """Pids of the components `incentives dev up` started with these settings (by pid file): every
+    worker (`worker`, `worker-2`, ...), the sink process, the broker and ClickHouse."""
+    from processor.devstack import broker, clickhouse, sink, worker
     pids = {}
-    for component in (worker, broker, clickhouse):
+    for name, instance in worker.instances(settings):
+        pid = worker.running(instance)
+        if pid is not None:
+            pids[name] = pid
+    for component in (sink, broker, clickhouse):
         pid = component.running(settings)
         if pid is not None:
             pids[component.NAME] = pid
@@ -620,6 +629,7 @@ def run_pipeline(settings: Settings, n: int = DEFAULT_PIPELINE_EVENTS, *, seed: 
             report.facts["warning"] = "the worker was still busy with earlier messages when the run began"
         before = read_worker_metrics(settings)
         pids = stack_pids(settings)
+        workers = max(1, sum(1 for name in pids if name.startswith("worker")))
         cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
         ledger_before = ch.ledger_count(prefix + "-%") if ch else 0
 
@@ -685,7 +695,9 @@ def run_pipeline(settings: Settings, n: int = DEFAULT_PIPELINE_EVENTS, *, seed: 
         "stage1_batches": int(batches),
         "stage1_mean_batch_msgs": round(counted / batches) if batches else None,
         "stage1_mean_batch_s": round(batch_seconds / batches, 3) if batches else None,
-        "stage1_busy_share": round(batch_seconds / wall, 2) if wall > 0 else None,
+        "stage1_busy_share": round(batch_seconds / wall / workers, 2) if wall > 0 else None,
+        "workers": workers,
+        "stage1_events_per_s_per_worker": round(n / done_at / workers) if done_at else None,
     })
 
     def cpu_facts(label: str, cpu_after: dict[str, float | None], seconds: float) -> None:
