@@ -69,6 +69,7 @@ class Plan:
     messages: list[Message] = field(default_factory=list)
     strikes: list[Strike] = field(default_factory=list)
     v2_campaigns: int = 0                 # v2 messages with a campaign_id (re-sends not counted)
+    full: bool = False                    # the long run's strikes (`--full`): ClickHouse down 30 s, not 10
 
     @property
     def poison_count(self) -> int:
@@ -109,7 +110,7 @@ def parse_faults(text: str) -> tuple[str, ...]:
 
 def make_plan(seed: int, events: int, faults: tuple[str, ...], full: bool = False, partners: int = 60) -> Plan:
     rng = random.Random(seed)
-    plan = Plan(seed)
+    plan = Plan(seed, full=full)
     stream = list(itertools.islice(simulation.simulate(seed=seed, partners=partners, prefix=f"CHAOS{seed}"), events))
     sales = [e for e in stream if e["event_type"] == "SaleRecorded"]
     poison_at: set[int] = set()

@@ -218,7 +218,7 @@ class Run:
             sink.start(self.settings)
             return f"killed the sink (pid {pid}); restarted"
         if strike.fault == "clickhouse-down":
-            down = 30.0 if self.rate >= 1000 and len(self.plan.messages) >= 50_000 else 10.0
+            down = 30.0 if self.plan.full else 10.0
             clickhouse.stop(self.settings)
             time.sleep(down)
             clickhouse.start(self.settings)

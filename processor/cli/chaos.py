@@ -18,7 +18,7 @@ from processor.chaos.plan import DEFAULT_FAULTS, FAULTS, make_plan, parse_faults
 @click.option("--events", type=click.IntRange(min=100), default=None,
               help="Simulated events [default: 5,000; 300,000 with --full].")
 @click.option("--full", is_flag=True, help="The long run: 300,000 events, 20 worker kills, 10 rebalances, "
-                                           "6 sink kills, 2 pauses, ClickHouse down once.")
+                                           "6 sink kills, 2 pauses, ClickHouse down 30 s.")
 @click.option("--rate", type=click.FloatRange(min=10), default=None,
               help="Messages sent per second [default: spread over about a minute, at least 50; with "
                    "--full, spread over the time the faults take (about 13 minutes), so each one hits a "

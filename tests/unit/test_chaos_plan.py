@@ -192,3 +192,15 @@ def test_each_strike_happens_at_its_moment_under_a_flowing_stream_however_long_t
     for (_, after), due_next in zip(seen, dues[1:], strict=False):
         assert after <= due_next                              # never past the next strike's moment
     assert all(line["sent_during"] == after - at for line, (at, after) in zip(run.fault_lines, seen, strict=True))
+
+
+def test_the_full_run_takes_clickhouse_down_for_30_seconds(monkeypatch):
+    slept: list[float] = []
+    monkeypatch.setattr(run_module.clickhouse, "stop", lambda _settings: None)
+    monkeypatch.setattr(run_module.clickhouse, "start", lambda _settings: None)
+    monkeypatch.setattr(run_module.time, "sleep", slept.append)
+    for full, down in ((True, 30.0), (False, 10.0)):
+        plan = make_plan(3, 500, ("clickhouse-down",), full=full)
+        run = run_module.Run(plan, load_settings({}), 1, 50.0, lambda _line: None)
+        what = run._strike(plan.strikes[0], random.Random(1))
+        assert slept.pop() == down and f"{down:.0f} s" in what
