@@ -52,6 +52,10 @@ app = faust.App(
     processing_guarantee="at_least_once",
     producer_acks=-1,
     producer_max_request_size=settings.max_message_bytes,
+    # record batches of up to 512 KB instead of 16 KB: the producer sends one batch per partition
+    # per request, so a batch's changelog writes (megabytes to one partition) took a hundred round
+    # trips or more (delivery.py sends whole record batches)
+    producer_max_batch_size=min(512 * 1024, settings.max_message_bytes),
     logging_config=None,
     # Tansu's end offsets are short by the rest of the last record batch (STACK.md), so a correct
     # local RocksDB offset can look "ahead" of the changelog and Faust would refuse to start. Our
