@@ -22,14 +22,27 @@ from processor.domain.program import Program
 from processor.replay import Replayer
 
 
+def partitions_of(bootstrap: list[str], topic: str = topics.PARTNER_EVENTS) -> list[int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        parts = sorted(consumer.partitions_for_topic(topic) or [])
+    finally:
+        consumer.close()
+    if not parts:
+        raise RuntimeError(f"topic {topic} does not exist on {bootstrap}")
+    return parts
+
+
 def read_log(bootstrap: list[str], topic: str = topics.PARTNER_EVENTS, idle_polls: int = 3,
-             on_progress: Callable[[int], None] | None = None) -> dict[int, list[tuple[int, bytes]]]:
-    """Every record of `topic`, per partition in offset order. Stops after `idle_polls` empty polls
-    with every partition at its high watermark (the broker's end_offsets() cannot be trusted)."""
+             on_progress: Callable[[int], None] | None = None,
+             partitions: list[int] | None = None) -> dict[int, list[tuple[int, bytes]]]:
+    """Every record of `topic` (or of its `partitions`), per partition in offset order. Stops after
+    `idle_polls` empty polls with every partition at its high watermark (the broker's end_offsets()
+    cannot be trusted)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                              max_poll_records=10_000, fetch_max_bytes=64 * 1024 * 1024)
     try:
-        parts = sorted(consumer.partitions_for_topic(topic) or [])
+        parts = partitions if partitions is not None else sorted(consumer.partitions_for_topic(topic) or [])
         if not parts:
             raise RuntimeError(f"topic {topic} does not exist on {bootstrap}")
         tps = [TopicPartition(topic, p) for p in parts]
@@ -67,6 +80,63 @@ def replay_log(log: dict[int, list[tuple[int, bytes]]], program: Program, until_
                 continue
             replayer.feed(event, part=partition)
     return replayer
+
+
+def _replay_partition(job: tuple[list[str], int, Program, int | None, bool]) -> tuple[dict[str, Any], set[str]]:
+    """One task of `replay_parallel`, in a process of its pool: read one partition, fold it, and
+    return its document and the `PeriodClosed` ids it counted."""
+    bootstrap, partition, program, until_ms, include_ledger = job
+    replayer = replay_log(read_log(bootstrap, partitions=[partition]), program, until_ms)
+    return replayer.document(include_ledger), set(replayer.closes_counted)
+
+
+def replay_parallel(bootstrap: list[str], program: Program, until_ms: int | None = None, *, jobs: int,
+                    include_ledger: bool = False) -> tuple[dict[str, Any], int]:
+    """The Kafka replay in `jobs` processes, one partition at a time each (partitions are
+    independent in a Kafka replay: stage 2 is not re-run, and each partner's events are in one
+    partition); the documents merged in partition order, as one process builds it
+    (`merge_documents`). Returns the document and the number of partitions."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    parts = partitions_of(bootstrap)
+    tasks = [(bootstrap, p, program, until_ms, include_ledger) for p in parts]
+    # fork: each process inherits the loaded modules and program instead of importing them again
+    with ProcessPoolExecutor(min(jobs, len(parts)), mp_context=multiprocessing.get_context("fork")) as pool:
+        return merge_documents(list(pool.map(_replay_partition, tasks))), len(parts)
+
+
+def merge_documents(parts: list[tuple[dict[str, Any], set[str]]]) -> dict[str, Any]:
+    """The replay documents of disjoint partition sets, merged into the document of all of them.
+
+    Partners, alerts and ledger entries are per partner, so per partition: their union. What one
+    process counts across partitions is redone here: a `PeriodClosed` (one copy per partition)
+    counts once, and a refusal whose `event_id` another part already lists is a duplicate (as
+    `Replayer._collect` counts it)."""
+    merged: dict[str, Any] = {"partners": {}, "alerts": [], "rejections": [], "events_applied": 0,
+                              "events_ignored_duplicate": 0}
+    closes: set[str] = set()
+    listed: set[str] = set()
+    for doc, counted_closes in parts:
+        merged["partners"].update(doc["partners"])
+        merged["alerts"] += doc["alerts"]
+        for rejection in doc["rejections"]:
+            if rejection["event_id"] in listed:
+                merged["events_ignored_duplicate"] += 1
+            else:
+                listed.add(rejection["event_id"])
+                merged["rejections"].append(rejection)
+        merged["events_applied"] += doc["events_applied"] - len(counted_closes)
+        merged["events_ignored_duplicate"] += doc["events_ignored_duplicate"]
+        closes |= counted_closes
+        if "ledger" in doc:
+            merged.setdefault("ledger", []).extend(doc["ledger"])
+        for key, value in doc.items():
+            merged.setdefault(key, value)            # rules_version and any key added later
+    merged["events_applied"] += len(closes)
+    merged["partners"] = dict(sorted(merged["partners"].items()))
+    order = list(parts[0][0]) if parts else []            # the keys in the order a document has them
+    return {k: merged[k] for k in [*order, *(k for k in merged if k not in order)]}
 
 
 def clickhouse_view(settings: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:

@@ -26,8 +26,11 @@ from processor.programs import load_program
                    "(default: the local worker, http://127.0.0.1:$INCENTIVES_WEB_PORT).")
 @click.option("--ledger", "include_ledger", is_flag=True, help="Include every ledger entry in the output.")
 @click.option("--program", "program_path", default=None, help="Program file (default: $INCENTIVES_PROGRAM).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --source kafka: processes that read and fold the partitions in parallel "
+                   "(the result is the same as with one).")
 def replay(source: str, as_json: bool, until: str | None, verify: bool, worker_urls: tuple[str, ...],
-           include_ledger: bool, program_path: str | None) -> None:
+           include_ledger: bool, program_path: str | None, jobs: int) -> None:
     """Fold the event log through the same domain core as the live agents; print the balances.
 
     With a file, no services are needed: both stages run in file order. With --source kafka,
@@ -39,6 +42,7 @@ def replay(source: str, as_json: bool, until: str | None, verify: bool, worker_u
       incentives replay --source events.jsonl --json
       incentives replay --source events.jsonl --json --until 2026-10-31T23:59:59Z
       incentives replay --source kafka --verify
+      incentives replay --source kafka --json --jobs 4
       incentives replay --source kafka --verify --worker-url http://10.0.0.5:6066 --worker-url http://10.0.0.6:6066
     """
     settings = load_settings()
@@ -65,17 +69,22 @@ def replay(source: str, as_json: bool, until: str | None, verify: bool, worker_u
 
     from processor import kafka_replay
     servers = settings.kafka_bootstrap_servers
-    if sys.stderr.isatty():
-        with click.progressbar(length=0, label="reading partner-events", file=sys.stderr) as bar:
-            log = kafka_replay.read_log(servers, on_progress=bar.update)
+    if jobs > 1:
+        if sys.stderr.isatty():
+            click.echo(f"reading and folding partner-events in {jobs} processes ...", err=True)
+        doc, partitions = kafka_replay.replay_parallel(servers, program, until_ms, jobs=jobs,
+                                                       include_ledger=include_ledger)
     else:
-        log = kafka_replay.read_log(servers)
-    replayer = kafka_replay.replay_log(log, program, until_ms)
-    doc = replayer.document(include_ledger)
+        if sys.stderr.isatty():
+            with click.progressbar(length=0, label="reading partner-events", file=sys.stderr) as bar:
+                log = kafka_replay.read_log(servers, on_progress=bar.update)
+        else:
+            log = kafka_replay.read_log(servers)
+        doc, partitions = kafka_replay.replay_log(log, program, until_ms).document(include_ledger), len(log)
     if not verify:
         _print(doc, as_json)
         return
-    problems = _verify(settings, doc, list(worker_urls) or [settings.web_url], partitions=len(log) or 0)
+    problems = _verify(settings, doc, list(worker_urls) or [settings.web_url], partitions=partitions)
     report = {"verified": not problems, "differences": problems,
               "partners": len(doc["partners"]), "events_applied": doc["events_applied"]}
     if as_json:

@@ -99,6 +99,11 @@ def test_two_workers_rebalance_twice_and_the_replay_agrees_with_both(tmp_path, l
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:] + _log_tails(w1, w2)
         report = json.loads(result.stdout)
         assert report["verified"] is True and report["partners"] >= 30
+        # the replay in parallel processes gives the same document as one process
+        one, two = (incentives(s, "replay", "--source", "kafka", "--json", "--ledger", "--jobs", jobs)
+                    for jobs in ("1", "2"))
+        assert one.returncode == two.returncode == 0, two.stderr[-2000:]
+        assert json.loads(one.stdout) == json.loads(two.stdout) and json.loads(two.stdout)["partners"]
         held1, held2 = _held(w1), _held(w2)
         assert held1 and held2 and sorted(held1 + held2) == list(range(s.partitions)), (held1, held2)
         assert (w2.worker_dir / "data").is_dir()
