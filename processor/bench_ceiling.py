@@ -14,13 +14,15 @@ with the same client, tell them apart (issue 14 item 1):
     a `PartitionState` per partition backed by a dict; every output record (`result.records`:
     ledger entries, tier changes, decisions, alerts, dead letters; and the batch's stage-2 forwards
     in one bundle per repartition partition, `forwarding.bundles`, as the agent does) is sent with
-    an aiokafka producer (acks=all, like the worker's) to a scratch copy of its topic, the whole
-    batch sent and then awaited together; then each partition's batch records are written into its
-    dict and `committed()`: the order of the stage-1 agent (`processor/stream/stage1.py`), minus
-    Faust, RocksDB and the changelog. No offsets are committed.
+    an aiokafka producer (acks=all and 512 KB record batches, like the worker's) to a scratch copy
+    of its topic, in whole record batches per topic-partition as the worker sends them
+    (`delivery._send_batched`), the whole batch sent and then awaited together; then each
+    partition's batch records are written into its dict and `committed()`: the order of the
+    stage-1 agent (`processor/stream/stage1.py`), minus Faust, RocksDB and the changelog. No offsets are committed.
 (b) a light-work reference on the same topic, consumer and producer: decode with the codec, fold
     into a small dict per partner (events and the sum of `amount_cents`), and encode and send 1.5
-    small JSON records per event (a running total for every event, a note for every second one).
+    small JSON records per event (a running total for every event, a note for every second one),
+    sent the same way.
     This is the kind of loop the figures of STACK.md ("Faust throughput") were measured with.
 
 Both loops run with the worker's garbage-collector thresholds (`WORKER_GC_THRESHOLD`, set process
@@ -110,7 +112,9 @@ class ScratchLog:
 
 def _producer(bootstrap: list[str], max_request_size: int):  # type: ignore[no-untyped-def]
     from aiokafka import AIOKafkaProducer
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=max_request_size)
+    # record batches as large as the worker's (processor/stream/app.py, producer_max_batch_size)
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=max_request_size,
+                            max_batch_size=min(512 * 1024, max_request_size))
 
 
 def _consumer(bootstrap: list[str]):  # type: ignore[no-untyped-def]
@@ -205,13 +209,15 @@ Output = tuple[str, bytes | None, bytes | None, Any, int | None]
 
 
 async def _send_all(producer, records: list[Output]) -> int:  # type: ignore[no-untyped-def]
-    """Send every (topic, key, value, headers, partition: None by key) and await them together; the
-    number delivered."""
-    futures = [await producer.send(topic, value, key, partition, None, headers)
-               for topic, key, value, headers, partition in records]
-    if futures:
-        await asyncio.gather(*futures)
-    return len(futures)
+    """Send every (topic, key, value, headers, partition: None by key) as the worker does (whole
+    record batches per topic-partition, `delivery._send_batched`) and await them; the number
+    delivered."""
+    from processor.stream.delivery import _send_batched
+    from processor.stream.folding import OutRecord
+
+    out = [OutRecord(topic, key, value, list(headers or []), partition)
+           for topic, key, value, headers, partition in records]
+    return len(await _send_batched(producer, out, None, "bench")) if out else 0
 
 
 async def _loop(log: ScratchLog, max_request_size: int, handle: Callable[[Any], Any],
