@@ -35,6 +35,7 @@ import socket
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,7 +266,22 @@ class Run:
             except Exception as exc:  # noqa: BLE001 - a component still restarting: ask again
                 problems = [f"{type(exc).__name__}: {exc}"]
             time.sleep(3.0)
-        return log, f"not settled after {timeout:.0f} s: {problems[:3]}"
+        return log, f"not settled after {timeout:.0f} s: {problems[:3]}; {self.lags()}"
+
+    def lags(self) -> str:
+        """Each worker's stage-1 consumer lag by partition (its /metrics): which partition a worker
+        has not applied to its end, to tell a stalled tail from a loss when a run does not settle."""
+        found = []
+        for n, url in enumerate(self.worker_urls, 1):
+            try:
+                with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+                    text = resp.read().decode()
+            except OSError as exc:
+                found.append(f"worker {n}: no metrics ({exc})")
+                continue
+            lags = [line for line in text.splitlines() if line.startswith("incentives_consumer_lag{")]
+            found.append(f"worker {n} lag: " + (", ".join(lags) or "none reported"))
+        return "; ".join(found)
 
 
 def _kill(pid: int | None, sig: signal.Signals, port: int | None = None, timeout: float = 30.0) -> int | None:
