@@ -94,3 +94,39 @@ class Rewinder:
                     wanted, tries)
         await self._app.consumer.seek(tp, wanted)
         return wanted - 1
+
+
+class StallWatch:
+    """Seeks a partition back to `watermark + 1` when its state lags the log and has not moved for
+    more than `ticks` checks in a row (the stage's timer calls `check` every few seconds).
+
+    Why: a seek back (`Rewinder`, `clamp_to_state`) does not stop Faust's consumer from handing
+    over the rest of a fetch made before it. Those stale messages move Faust's read offset past the
+    offsets being read again, and Faust then drops them when they come (`offset < read offset`,
+    in `Consumer._drain_messages`). While new messages keep arriving, the next one shows the gap and
+    the `Rewinder` seeks again (the worker logs "attempt 2"); at the tail of the log nothing new
+    arrives, and the partition would wait for ever with messages it has not applied (found by
+    `incentives chaos --full`: two partners one event short after the stream ended). A seek while
+    the stage is merely busy costs a re-read: everything at or below the watermark is skipped."""
+
+    def __init__(self, app: Any, ticks: int = 2) -> None:
+        self._app, self.ticks = app, ticks
+        self._seen: dict[Any, tuple[int, int]] = {}      # tp -> (watermark, checks without progress)
+
+    async def check(self, tp: Any, watermark: int, highwater: int | None) -> bool:
+        """True when it sought the partition back."""
+        if highwater is None or highwater <= watermark + 1:
+            self._seen.pop(tp, None)
+            return False
+        last, still = self._seen.get(tp, (None, 0))
+        still = still + 1 if last == watermark else 0
+        self._seen[tp] = (watermark, still)
+        if still <= self.ticks:
+            return False
+        metrics.REWINDS.labels(topic=tp.topic, partition=str(tp.partition)).inc()
+        log.warning("%s[%d]: %d messages after offset %d are not applied and none came for %d checks; "
+                    "reading again from %d", tp.topic, tp.partition, highwater - watermark - 1, watermark,
+                    still, watermark + 1)
+        self._seen[tp] = (watermark, 0)
+        await self._app.consumer.seek(tp, watermark + 1)
+        return True

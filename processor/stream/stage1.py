@@ -22,11 +22,12 @@ from processor.stream.delivery import deliver
 from processor.stream.folding import Message, fold_partition
 from processor.stream.log_check import LogWentBackwards, check_highwater, check_record
 from processor.stream.partition_state import PartitionState, StateCorrupt, meta_key
-from processor.stream.rewind import Rewinder, resume_from_state
+from processor.stream.rewind import Rewinder, StallWatch, resume_from_state
 from processor.stream.state_store import TableRecords
 
 log = logging.getLogger(__name__)
 rewinder = Rewinder(app)
+stall_watch = StallWatch(app)
 core = Stage1(program)   # live: deal-id uniqueness is checked per partner (see docs/decisions.md)
 
 #: The live state of this worker's partitions, kept between batches, and the writer epoch of each
@@ -162,7 +163,8 @@ async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
 async def report_lag() -> None:
     """Consumer lag of stage 1: records in each assigned partition beyond what the state has
     applied; reported from start-up, before any message arrives. Also the check that the log still
-    reaches the watermark while no message arrives (a fetch beyond a shorter log returns nothing)."""
+    reaches the watermark while no message arrives (a fetch beyond a shorter log returns nothing),
+    and the watch for a partition whose tail is never delivered again (`rewind.StallWatch`)."""
     topic = partner_events.get_topic_name()
     for tp in app.consumer.assignment():
         if tp.topic != topic:
@@ -176,4 +178,6 @@ async def report_lag() -> None:
             refuse(exc)
         if highwater is None:       # nothing fetched yet: the broker's end offset (can be short here)
             highwater = (await app.consumer.highwaters(tp)).get(tp, watermark + 1)
+        else:
+            await stall_watch.check(tp, watermark, highwater)
         metrics.CONSUMER_LAG.labels(topic=topic, partition=str(tp.partition)).set(max(0, highwater - watermark - 1))

@@ -29,11 +29,12 @@ from processor.stream.delivery import deliver
 from processor.stream.folding import Contiguous, Message, OutRecord, dead_letter, dlq_headers
 from processor.stream.log_check import LogWentBackwards, check_highwater
 from processor.stream.partition_state import FORMAT
-from processor.stream.rewind import Rewinder, resume_from_state
+from processor.stream.rewind import Rewinder, StallWatch, resume_from_state
 from processor.stream.stage1 import refuse
 from processor.stream.state_store import TableRecords
 
 rewinder = Rewinder(app)
+stall_watch = StallWatch(app)
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
 
@@ -67,6 +68,16 @@ async def epoch(partition: int) -> int:
     if partition not in epochs:
         epochs[partition] = await records(partition).take_over(app.consumer_generation_id)
     return epochs[partition]
+
+
+@app.timer(interval=5.0)
+async def watch_stalls() -> None:
+    """A partition whose tail is never delivered again after a seek back is read again
+    (`rewind.StallWatch`; stage 1's lag timer does the same for its partitions)."""
+    topic = repartition.get_topic_name()
+    for tp in app.consumer.assignment():
+        if tp.topic == topic:
+            await stall_watch.check(tp, stored_watermark(tp.partition), app.consumer.highwater(tp))
 
 
 @app.agent(repartition)
