@@ -210,12 +210,6 @@ def generate(n: int, seed: int, partners: int, start: str | int = DEFAULT_START,
     return list(itertools.islice(simulate(seed, partners, start=start, prefix=prefix), n))
 
 
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition kafka-python's default partitioner picks for `key` (murmur2, like Java)."""
-    from kafka.partitioner.default import murmur2
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
 def wire_messages(encoded: Iterable[tuple[dict[str, Any], bytes]],
                   partitions: int) -> list[tuple[bytes, bytes, int]]:
     """(key, value, partition) per message as the producer writes them: keyed by partner, a
@@ -226,7 +220,7 @@ def wire_messages(encoded: Iterable[tuple[dict[str, Any], bytes]],
             out += [(b"*", value, p) for p in range(partitions)]
         else:
             key = event["partner_id"].encode()
-            out.append((key, value, partition_of(key, partitions)))
+            out.append((key, value, topics.partition_of(key, partitions)))
     return out
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
 from processor.stream.folding import OutRecord
-from processor.stream.forwarding import partition_of
+from processor.topics import partition_of
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +91,15 @@ class _KeyPartitions:
         self.counts: dict[str, int] = {}
         self.of_key: dict[tuple[str, bytes], int] = {}
 
-    async def __call__(self, producer: Any, topic: str, key: bytes | None) -> int:
+    async def count(self, producer: Any, topic: str) -> int:
+        """How many partitions `topic` has (asked once per topic: records are addressed by it)."""
         count = self.counts.get(topic)
         if count is None:
             count = self.counts[topic] = len(await producer.partitions_for(topic))
+        return count
+
+    async def __call__(self, producer: Any, topic: str, key: bytes | None) -> int:
+        count = await self.count(producer, topic)
         if key is None:                                   # no key: any partition (the default spreads them)
             return random.randrange(count)
         p = self.of_key.get((topic, key))
@@ -106,6 +111,11 @@ class _KeyPartitions:
 
 
 _partition_of = _KeyPartitions()
+
+
+async def partition_count(producer: Any, topic: str) -> int:
+    """How many partitions `topic` has, from `producer`'s metadata (cached)."""
+    return await _partition_of.count(producer, topic)
 
 
 async def _send_batched(producer: Any, records: Sequence[OutRecord], partition: int | None,

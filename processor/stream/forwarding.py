@@ -24,11 +24,10 @@ from collections.abc import Iterable
 from json.encoder import encode_basestring
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
 from processor import topics
 from processor.codec.compact_json import dumps_sorted
 from processor.stream.folding import OutRecord
+from processor.topics import partition_of
 
 #: a bundle is cut before it reaches this many bytes (of INCENTIVES_MAX_MESSAGE_BYTES, whichever is less)
 BUNDLE_BYTES = 256 * 1024
@@ -37,11 +36,6 @@ _OPEN, _CLOSE = b'{"bundle":[', b"]}"
 
 class NotStage2Input(ValueError):
     """A message on the repartition topic that is neither a bundle nor a single keyed record."""
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives `key` (murmur2, as aiokafka and the Java client)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def bundles(forwards: Iterable[tuple[str, dict[str, Any]]], partitions: int, source_partition: int | str,

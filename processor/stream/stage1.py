@@ -18,7 +18,7 @@ from processor.domain.engine import Stage1
 from processor.stream import forwarding, metrics
 from processor.stream.app import app, partner_events, partner_table, program, repartition, settings
 from processor.stream.batching import by_held_partition, run_batches
-from processor.stream.delivery import deliver
+from processor.stream.delivery import deliver, partition_count
 from processor.stream.folding import Message, fold_partition
 from processor.stream.log_check import LogWentBackwards, check_highwater, check_record
 from processor.stream.partition_state import PartitionState, StateCorrupt, meta_key
@@ -77,15 +77,10 @@ async def partition_state(tp) -> PartitionState:  # type: ignore[no-untyped-def]
     return part
 
 
-_stage2_partitions: list[int] = []
-
-
 async def stage2_partitions() -> int:
-    """How many partitions the repartition topic has (asked once: bundles are addressed by it)."""
-    if not _stage2_partitions:
-        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # aiokafka's, under Faust's
-        _stage2_partitions.append(len(await producer.partitions_for(repartition.get_topic_name())))
-    return _stage2_partitions[0]
+    """How many partitions the repartition topic has (bundles are addressed by it)."""
+    producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # aiokafka's, under Faust's
+    return await partition_count(producer, repartition.get_topic_name())
 
 
 def stored_watermark(partition: int) -> int:

@@ -31,7 +31,8 @@ values = st.one_of(
     st.just(b"\xc3\x01" + b"\x00" * 8),          # Avro marker, unknown fingerprint, no body
     st.just(b"x" * (1_500_000)),                  # larger than the worker may produce
     st.text(max_size=200).map(str.encode),
-    st.sampled_from([b"null", b"1", b"[]", b'{"kind":"order_claim"}', b'{"kind":"nope"}']),
+    st.sampled_from([b"null", b"1", b"[]", b'{"kind":"order_claim"}', b'{"kind":"nope"}',
+                     b'{"bundle":[["order:O1",{"kind":"nope"}]]}', b'{"bundle":[1]}', b'{"bundle":']),
 )
 # (kafka-python refuses a record with neither key nor value; a tombstone has a key)
 records = st.lists(st.tuples(keys, values).map(lambda kv: (b"k", None) if kv == (None, None) else kv),
@@ -95,8 +96,22 @@ def _poison_round(worker_settings, batch, topic) -> None:  # type: ignore[no-unt
     assert worker_proc.running(worker_settings), worker_log_tail(worker_settings)
 
 
+def _bundled_poison(settings) -> None:
+    """A stage-1 bundle whose second record is unreadable: that record alone is dead-lettered,
+    naming the bundle and the record's place in it; the first is applied (no dead letter for it)."""
+    bundle = (b'{"bundle":[["customer:P-ok",{"kind":"partner_status","partner_id":"P-ok","active":true,'
+              b'"event_id":"e1"}],["order:O1",{"kind":"nope"}]]}')
+    [source] = _produce(settings.kafka_bootstrap_servers, topics.REPARTITION, [(b"stage1:0", bundle)])
+    assert wait_for(lambda: source in _dead_letters(settings.kafka_bootstrap_servers), True, timeout=60), \
+        worker_log_tail(settings)
+    headers = _dead_letters(settings.kafka_bootstrap_servers)[source]
+    assert headers["stage"] == b"stage2" and headers["reason"] == b"undecodable", headers
+    assert headers["bundle.item"] == b"1", headers
+
+
 def test_any_record_on_the_stage_topics_is_dead_lettered_and_processing_goes_on(worker):
     _poison_round(worker)
+    _bundled_poison(worker)
     _still_applies(worker)
     with urllib.request.urlopen(f"{worker.web_url}/metrics", timeout=30) as resp:
         metrics = resp.read().decode()

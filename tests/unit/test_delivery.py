@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from processor.stream.delivery import Undeliverable, deliver
 from processor.stream.folding import OutRecord
-from processor.stream.forwarding import partition_of
+from processor.topics import partition_of
 
 PARTITIONS = {"a": 4, "b": 3}
 

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from processor import topics
 from processor.codec.compact_json import reference
 from processor.stream import forwarding
-from processor.stream.forwarding import NotStage2Input, bundles, partition_of, read
+from processor.stream.forwarding import NotStage2Input, bundles, read
+from processor.topics import partition_of
 
 KEYS = st.one_of(st.text(min_size=1, max_size=30).map(lambda s: f"order:{s}"),
                  st.text(min_size=1, max_size=30).map(lambda s: f"customer:{s}"))
