@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import earning, holds, partners, period, redemptions, returns
+from .evolvable import Evolvable
 from .outcome import DUPLICATE, REJECTED, Outcome, Step
 from .program import Program
 from .state import PartnerState
@@ -57,7 +58,7 @@ class DictStore:
 
 
 @dataclass
-class Scope:
+class Scope(Evolvable):
     """What a `PeriodClosed` copy reaches: one partition's partners live, all of them in a file."""
     closed_periods: set[str] = field(default_factory=set)
     seen_close_ids: set[str] = field(default_factory=set)

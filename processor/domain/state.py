@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .evolvable import Evolvable
 from .history import Entries
 from .ledger import ZERO_HASH
 
 
 @dataclass
-class Order:
+class Order(Evolvable):
     order_id: str
     event_id: str
     customer_id: str
@@ -36,7 +37,7 @@ class Order:
 
 
 @dataclass
-class RebateRecord:
+class RebateRecord(Evolvable):
     period: str
     amount_cents: int
     held: int = 0
@@ -45,7 +46,7 @@ class RebateRecord:
 
 
 @dataclass
-class Deal:
+class Deal(Evolvable):
     deal_id: str
     customer_id: str
     event_id: str
@@ -55,7 +56,7 @@ class Deal:
 
 
 @dataclass
-class Alert:
+class Alert(Evolvable):
     alert_id: str
     alert_type: str
     severity: str
@@ -69,7 +70,7 @@ class Alert:
 
 
 @dataclass
-class MonthStats:
+class MonthStats(Evolvable):
     sale_points: int = 0       # cap usage: awarded sale points incl. deal bonus (held ones too)
     gross_cents: int = 0
     net_cents: int = 0
@@ -81,7 +82,7 @@ class MonthStats:
 
 
 @dataclass
-class SaleMark:
+class SaleMark(Evolvable):
     """What the per-partner detectors need of an earlier sale."""
     occurred_ms: int
     order_id: str

@@ -38,6 +38,11 @@ argument above relies on. Equal bytes are equal values; unequal bytes of an equa
 pickled in another order) only cost a write. What is remembered is dropped at each commit, as the
 entries are.
 
+Versions. The key layout has a version (`FORMAT`, the first element of every key). The values are
+pickles of `Evolvable` dataclasses (the meta, history entries) and a core's fields by name, so a
+record written before a field was added (or after one was removed) reads back, the field taking its
+default: a release that adds a field recovers the state an earlier one wrote to the changelog.
+
 This module is pure (records in, records out); `state_store.py` puts the records into the Faust
 table's RocksDB and changelog, and the unit tests into a dict.
 """
@@ -53,12 +58,14 @@ from json.encoder import encode_basestring as _encode_str
 from typing import Any, Protocol
 
 from processor.domain.engine import Scope
+from processor.domain.evolvable import Evolvable
 from processor.domain.state import HISTORY_FIELDS, PartnerState
 
 FORMAT = "v2"
 MEMBERS_PER_RECORD = 1_000
 PROBE_SIZE = 8
 _CORE_FIELDS = tuple(f.name for f in fields(PartnerState) if f.name not in HISTORY_FIELDS)
+_CORE_NAMES = frozenset(_CORE_FIELDS)
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
 
@@ -141,7 +148,7 @@ class RecordReader(Protocol):
 
 
 @dataclass
-class PartitionMeta:
+class PartitionMeta(Evolvable):
     partition: int
     watermark: int = -1                     # offset of the last applied message
     scope: Scope = field(default_factory=Scope)
@@ -221,6 +228,8 @@ class PartitionState:
             return None
         version, core = pickle.loads(raw)
         self.versions[partner_id] = version
+        if core.keys() != _CORE_NAMES:          # written by a release with other core fields
+            core = {k: v for k, v in core.items() if k in _CORE_NAMES}   # (missing: their defaults)
         state = PartnerState(**core)
         self._wire(state)
         self.partners[partner_id] = state
