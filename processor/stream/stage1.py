@@ -1,11 +1,11 @@
 """Stage-1 agent: partner events -> partner state, ledger, tier changes, decisions, alerts.
 
 Per batch: group the events by partition, fold each partition with `folding.fold_partition` into
-its `PartitionState`, deliver every output (the stage-2 forwards of the whole batch in one bundle
-per stage-2 partition: `forwarding.py`), and only then write the partition's state records
-(changelog first, then the local store: `state_store.py`), the partition's watermark last. Faust
-commits offsets after the agent body returns. How the records are laid out, and why a crash at any
-point leaves them consistent: `partition_state.py`.
+its `PartitionState`, and commit the batch in the order both stages share (`commit.py`: every
+output delivered, the stage-2 forwards of the whole batch in one bundle per stage-2 partition
+(`forwarding.py`), then each partition's state records, its watermark last, then the offsets).
+How the records are laid out, and why a crash at any point leaves them consistent:
+`partition_state.py`.
 """
 from __future__ import annotations
 
@@ -13,13 +13,16 @@ import logging
 import os
 import pickle
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from processor.domain.engine import Stage1
 from processor.stream import forwarding, metrics
 from processor.stream.app import app, partner_events, partner_table, program, repartition, settings
 from processor.stream.batching import by_held_partition, run_batches
-from processor.stream.delivery import deliver, partition_count
-from processor.stream.folding import Message, fold_partition
+from processor.stream.commit import commit_batch
+from processor.stream.delivery import partition_count
+from processor.stream.folding import BatchResult, Message, fold_partition
 from processor.stream.log_check import LogWentBackwards, check_highwater, check_record
 from processor.stream.partition_state import PartitionState, StateCorrupt, meta_key
 from processor.stream.rewind import Rewinder, StallWatch, resume_from_state
@@ -114,10 +117,51 @@ async def stage1(stream):  # type: ignore[no-untyped-def]
     await run_batches(stream, process_batch, "stage 1")
 
 
+@dataclass
+class _Commit:
+    """A partition's folded batch, as `commit.commit_batch` writes it."""
+    tp: Any
+    part: PartitionState
+    result: BatchResult
+
+    @property
+    def epoch(self) -> int:
+        return self.part.epoch
+
+    @property
+    def store(self) -> TableRecords:
+        return records(self.tp.partition)
+
+    @property
+    def watermark(self) -> int:
+        return self.part.meta.watermark
+
+    @property
+    def jumped_to(self) -> int | None:
+        return self.result.jumped_to
+
+    def state_records(self, watermark: int) -> list[tuple[bytes, bytes]]:
+        meta = self.part.meta
+        if watermark != meta.watermark:         # a rewind past offsets the log no longer has
+            meta.watermark, meta.digest = watermark, None
+        if not self.result.dirty and watermark == self.part.committed_watermark:
+            return []
+        return self.part.batch_records(self.result.dirty)
+
+    def written(self, ok: bool) -> None:
+        if ok:
+            self.part.committed(self.result.dirty)
+        else:                                    # another writer's records merged in: reload
+            parts.pop(self.tp.partition, None)
+
+    def lost(self) -> None:                      # the new owner redoes it
+        parts.pop(self.tp.partition, None)
+
+
 async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
     started = time.monotonic()
     by_partition = by_held_partition(events)
-    outputs, forwards, done = [], [], []
+    outputs, forwards, commits = [], [], []
     for partition, evs in by_partition.items():
         messages = [Message(e.message.topic, partition, e.message.offset, e.message.value,
                             e.message.timestamp, e.message.key) for e in evs]
@@ -130,23 +174,12 @@ async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
         result = fold_partition(core, part, messages)
         outputs += result.records
         forwards += result.forwards
-        done.append((evs[-1].message.tp, part, result))
+        commits.append(_Commit(evs[-1].message.tp, part, result))
         _observe(result)
     if forwards:
         outputs += forwarding.bundles(forwards, await stage2_partitions(), ",".join(map(str, by_partition)),
                                       settings.max_message_bytes // 2)
-    await deliver(app, outputs, limit=settings.max_message_bytes)
-    for tp, part, result in done:
-        if result.jumped_to is not None:            # offsets skipped: read them again, in order
-            part.meta.watermark = await rewinder.rewind(tp, part.meta.watermark, result.jumped_to)
-        if tp not in app.consumer.assignment():      # rebalanced away meanwhile: the new owner redoes it
-            parts.pop(tp.partition, None)
-            continue
-        if result.dirty or part.meta.watermark != part.committed_watermark:
-            if await records(tp.partition).write(part.batch_records(result.dirty), part.epoch):
-                part.committed(result.dirty)
-            else:                                    # another writer's records merged in: reload
-                parts.pop(tp.partition, None)
+    await commit_batch(app, rewinder, outputs, commits, settings.max_message_bytes)
     now = time.time()
     for ev in events[:: max(1, len(events) // 50)]:
         if ev.message.timestamp:

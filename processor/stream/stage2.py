@@ -6,40 +6,28 @@ with its key (`forwarding.py`); a message of one record keyed by its stage-2 key
 Findings are appended to `partner-events` as Avro `AnomalyDetected` events keyed by the partner,
 so stage 1 applies them (holds, alerts) and a replay of the log sees exactly what happened live.
 
-State: one record per order / customer key (bounded: an order's claimants, a customer's partner
-status and its open deals only, `processor/domain/crosspartner.py`) and one meta record per
-partition with the watermark, written last; records go to the changelog first (`state_store.py`).
-Each key's record is written whole, and re-applying a forwarded record after a crash is a no-op
-(claims by partner, deals by id, findings with deterministic ids), so a batch whose records reached
-the changelog only in part is safe to redo from the watermark.
+Per batch: group the events by partition, check each partition's log against its meta, fold it
+(`crosspartner_fold.fold_crosspartner`: the same partition meta as stage 1, and the state records
+it writes) and commit the batch in the order both stages share (`commit.py`).
 """
 from __future__ import annotations
 
-import json
-import pickle
+from dataclasses import dataclass
 from typing import Any
 
-from processor import topics
-from processor.codec import encode
-from processor.domain import crosspartner
-from processor.stream import forwarding, metrics
+from processor.stream import metrics
 from processor.stream.app import app, crosspartner_table, program, repartition, settings
 from processor.stream.batching import by_held_partition, run_batches
-from processor.stream.delivery import deliver
-from processor.stream.folding import Contiguous, Message, OutRecord, dead_letter, dlq_headers
-from processor.stream.log_check import LogWentBackwards, check_highwater
-from processor.stream.partition_state import FORMAT
+from processor.stream.commit import commit_batch
+from processor.stream.crosspartner_fold import Stage2Result, fold_crosspartner, load_meta
+from processor.stream.folding import Message
+from processor.stream.log_check import LogWentBackwards, check_highwater, check_record
 from processor.stream.rewind import Rewinder, StallWatch, resume_from_state
 from processor.stream.stage1 import refuse
 from processor.stream.state_store import TableRecords
 
 rewinder = Rewinder(app)
 stall_watch = StallWatch(app)
-_PICKLE = pickle.HIGHEST_PROTOCOL
-
-
-def _key(*parts: Any) -> bytes:
-    return json.dumps([FORMAT, *parts], separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def records(partition: int) -> TableRecords:
@@ -47,8 +35,7 @@ def records(partition: int) -> TableRecords:
 
 
 def stored_watermark(partition: int) -> int:
-    raw = records(partition).get(_key("meta", partition))
-    return -1 if raw is None else int(pickle.loads(raw))
+    return load_meta(partition, records(partition)).watermark
 
 
 resume_from_state(repartition.get_topic_name(), stored_watermark)
@@ -62,12 +49,18 @@ async def forget_epochs(sender, *args, **kwargs) -> None:  # type: ignore[no-unt
     epochs.clear()
 
 
-async def epoch(partition: int) -> int:
+async def epoch(tp: Any) -> int:
     """This worker's writer epoch for the partition; the first time since the assignment, it takes
-    the partition over (`state_store.TableRecords.take_over`) before any state is read."""
-    if partition not in epochs:
-        epochs[partition] = await records(partition).take_over(app.consumer_generation_id)
-    return epochs[partition]
+    the partition over (`state_store.TableRecords.take_over`) and checks the stored meta against the
+    log (it must still hold the message the state applied last), before any state is read."""
+    if tp.partition not in epochs:
+        epochs[tp.partition] = await records(tp.partition).take_over(app.consumer_generation_id)
+        meta = load_meta(tp.partition, records(tp.partition))
+        try:
+            await check_record(settings.kafka_bootstrap_servers, tp.topic, tp.partition, meta.watermark, meta.digest)
+        except LogWentBackwards as exc:
+            refuse(exc)
+    return epochs[tp.partition]
 
 
 @app.timer(interval=5.0)
@@ -85,64 +78,49 @@ async def stage2(stream):  # type: ignore[no-untyped-def]
     await run_batches(stream, process_batch, "stage 2")
 
 
-def _poison(msg: Message, exc: Exception, item: int | None = None) -> OutRecord:
-    """A forwarded message (or one record of a bundle, `item`, 0-based) that stage 2 cannot read:
-    dead-lettered with where it came from and why; a bundle's other records are applied."""
-    where = msg.where if item is None else f"{msg.where}#{item}"
-    rejection = {"event_id": where, "reason": "undecodable", "partner_id": None, "event_type": None,
-                 "occurred_at": None}
-    metrics.DLQ.labels(reason="undecodable").inc()
-    metrics.EVENTS.labels(event_type="undecodable", outcome="undecodable").inc()
-    headers = dlq_headers(msg, rejection, type(exc).__name__, str(exc)[:1000], "stage2")
-    if item is not None:
-        headers.append(("bundle.item", str(item).encode()))
-    return dead_letter(msg, headers)
+@dataclass
+class _Commit:
+    """A partition's folded batch, as `commit.commit_batch` writes it."""
+    tp: Any
+    epoch: int
+    store: TableRecords
+    result: Stage2Result
+
+    @property
+    def watermark(self) -> int:
+        return self.result.meta.watermark
+
+    @property
+    def jumped_to(self) -> int | None:
+        return self.result.jumped_to
+
+    def state_records(self, watermark: int) -> list[tuple[bytes, bytes]]:
+        return self.result.state_records(watermark)
+
+    def written(self, ok: bool) -> None:
+        """Nothing is kept between batches: the next one reads the store."""
+
+    def lost(self) -> None:
+        """Likewise."""
 
 
 async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
-    by_partition = by_held_partition(events)
-    outputs, writes = [], []
-    for partition, evs in by_partition.items():
+    outputs, commits = [], []
+    for partition, evs in by_held_partition(events).items():
         tp = evs[0].message.tp
-        writer = await epoch(partition)
+        writer = await epoch(tp)
         store = records(partition)
-        watermark = stored_watermark(partition)
+        meta = load_meta(partition, store)
         try:
-            check_highwater(tp.topic, partition, watermark, app.consumer.highwater(tp))
+            check_highwater(tp.topic, partition, meta.watermark, app.consumer.highwater(tp))
         except LogWentBackwards as exc:
             refuse(exc)
-        cache: dict[bytes, Any] = {}
         messages = [Message(e.message.topic, partition, e.message.offset, e.message.value, None, e.message.key)
                     for e in evs]
-        run = Contiguous(messages, watermark)
-        for msg in run:
-            try:
-                bundled, items = forwarding.read(msg.key, msg.value)
-            except forwarding.NotStage2Input as exc:
-                outputs.append(_poison(msg, exc))
-                continue
-            for n, (fwd_key, record) in enumerate(items):
-                try:
-                    if fwd_key is None:
-                        raise forwarding.NotStage2Input(f"bundled record {n} is not a [key, record] pair")
-                    key = _key("k", fwd_key)
-                    if key not in cache:
-                        raw = store.get(key)
-                        cache[key] = None if raw is None else pickle.loads(raw)
-                    cache[key], findings = crosspartner.apply(program, cache[key], record)
-                except Exception as exc:  # noqa: BLE001 - bad input, never a reason to stop
-                    outputs.append(_poison(msg, exc, n if bundled else None))
-                    continue
-                for finding in findings:
-                    outputs.append(OutRecord(topics.PARTNER_EVENTS, finding["partner_id"].encode(),
-                                             encode(finding)))
-        writes.append((tp, writer, run.watermark, cache, run.jumped_to))
-    await deliver(app, outputs, limit=settings.max_message_bytes)
-    for tp, writer, watermark, cache, jumped_to in writes:
-        if jumped_to is not None:        # read the skipped offsets again, in order
-            watermark = await rewinder.rewind(tp, watermark, jumped_to)
-        if tp not in app.consumer.assignment():
-            continue
-        state = [(k, pickle.dumps(v, _PICKLE)) for k, v in cache.items()]
-        await records(tp.partition).write(state + [(_key("meta", tp.partition), pickle.dumps(watermark, _PICKLE))],
-                                          writer)
+        result = fold_crosspartner(program, store, meta, messages)
+        if result.dead_letters:
+            metrics.DLQ.labels(reason="undecodable").inc(result.dead_letters)
+            metrics.EVENTS.labels(event_type="undecodable", outcome="undecodable").inc(result.dead_letters)
+        outputs += result.records
+        commits.append(_Commit(tp, writer, store, result))
+    await commit_batch(app, rewinder, outputs, commits, settings.max_message_bytes)
