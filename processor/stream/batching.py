@@ -26,8 +26,8 @@ from typing import Any
 from mode.utils.aiter import aiter
 from mode.utils.futures import notify
 
-from processor.stream.app import BATCH_BACKLOG, BATCH_LINGER, BATCH_MAX, BATCH_WITHIN, app
 from processor.stream.delivery import crash_stop
+from processor.stream.wiring import BATCH_BACKLOG, BATCH_LINGER, BATCH_MAX, BATCH_WITHIN, app
 
 
 async def take_batches(stream: Any, max_: int, *, linger: float, within: float,

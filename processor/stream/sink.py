@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from processor.stream.app import app, program, settings
 from processor.stream.delivery import crash_stop
 from processor.stream.sink_consumer import (  # noqa: F401  (re-exported: the sink's pure parts)
     SINK_BATCH,
@@ -33,6 +32,7 @@ from processor.stream.sink_consumer import (  # noqa: F401  (re-exported: the si
 )
 from processor.stream.sink_runner import SinkWriter, consume
 from processor.stream.sink_runner import make_consumer as _make_consumer
+from processor.stream.wiring import app, program, settings
 
 _write = SinkWriter(settings, program)
 _COMMITTED: dict[TopicPartition, int] = {}   # what this process committed, across rebuilt consumers

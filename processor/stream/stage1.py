@@ -18,15 +18,15 @@ from typing import Any
 
 from processor.domain.engine import Stage1
 from processor.stream import forwarding, metrics
-from processor.stream.app import app, partner_events, partner_table, program, repartition, settings
 from processor.stream.batching import by_held_partition, run_batches
 from processor.stream.commit import commit_batch
 from processor.stream.delivery import partition_count
 from processor.stream.folding import BatchResult, Message, fold_partition
 from processor.stream.log_check import LogWentBackwards, check_highwater, check_record
 from processor.stream.partition_state import PartitionState, StateCorrupt, meta_key
-from processor.stream.rewind import Rewinder, StallWatch, resume_from_state
+from processor.stream.rewind import Rewinder, StallWatch
 from processor.stream.state_store import TableRecords
+from processor.stream.wiring import app, partner_events, partner_table, program, repartition, settings
 
 log = logging.getLogger(__name__)
 rewinder = Rewinder(app)
@@ -108,8 +108,6 @@ def _observe(result) -> None:  # type: ignore[no-untyped-def]
     if result.skipped:
         metrics.EVENTS.labels(event_type="any", outcome="redelivered").inc(result.skipped)
 
-
-resume_from_state(partner_events.get_topic_name(), stored_watermark)
 
 
 @app.agent(partner_events)

@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from processor.stream import metrics
-from processor.stream.app import app, crosspartner_table, program, repartition, settings
 from processor.stream.batching import by_held_partition, run_batches
 from processor.stream.commit import commit_batch
 from processor.stream.crosspartner_fold import Stage2Result, fold_crosspartner, load_meta
 from processor.stream.folding import Message
 from processor.stream.log_check import LogWentBackwards, check_highwater, check_record
-from processor.stream.rewind import Rewinder, StallWatch, resume_from_state
+from processor.stream.rewind import Rewinder, StallWatch
 from processor.stream.stage1 import refuse
 from processor.stream.state_store import TableRecords
+from processor.stream.wiring import app, crosspartner_table, program, repartition, settings
 
 rewinder = Rewinder(app)
 stall_watch = StallWatch(app)
@@ -37,8 +37,6 @@ def records(partition: int) -> TableRecords:
 def stored_watermark(partition: int) -> int:
     return load_meta(partition, records(partition)).watermark
 
-
-resume_from_state(repartition.get_topic_name(), stored_watermark)
 
 #: The writer epoch of each partition this worker holds (state_store.py), fixed when it is taken.
 epochs: dict[int, int] = {}
