@@ -11,13 +11,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from processor.codec import InvalidEvent, from_json_line
+from processor.collector import collector_paused
 from processor.domain import crosspartner
 from processor.domain.engine import DictStore, Scope, Stage1
 from processor.domain.outcome import APPLIED, DUPLICATE, Outcome
 from processor.domain.program import Program
 from processor.domain.timeutil import parse_iso
 from processor.programs import load_program
-from processor.stream.partition_state import collector_paused
 
 
 class Replayer:

@@ -17,10 +17,11 @@ from typing import Any
 from processor import topics
 from processor.codec import InvalidEvent, decode
 from processor.codec.compact_json import dumps_sorted
+from processor.collector import collector_paused
 from processor.domain.engine import Stage1
 from processor.domain.outcome import Outcome
 from processor.stream.log_check import digest
-from processor.stream.partition_state import PartitionMeta, PartitionState, collector_paused
+from processor.stream.partition_state import PartitionMeta, PartitionState
 
 __all__ = ["BatchResult", "Contiguous", "Message", "OutRecord", "PartitionMeta", "PartitionState",
            "fold_partition", "outcome_records"]
