@@ -15,8 +15,9 @@ arrive. So a retry or a replay can only add copies, never change a sum.
 Why the caller's offsets are safe. ``write`` returns only when the batch is in ClickHouse; while
 the server is unreachable it retries with backoff for up to ``max_wait`` seconds and then raises
 ``SinkUnavailable``. The caller (the sink's consumer loop, `processor/stream/sink_runner.py`)
-commits its Kafka offsets only after ``write`` returned, so nothing is lost: Kafka holds the backlog and the sink catches up. ``write`` blocks (the driver is
-synchronous); async callers run it in an executor.
+commits its Kafka offsets only after ``write`` returned, so nothing is lost: Kafka holds the
+backlog and the sink catches up. ``write`` blocks (the driver is synchronous); async callers run it
+in an executor.
 
 The ``*_row`` functions are pure: a record of docs/records.md in, a dict of typed column values out
 (ISO or epoch-millisecond times become timezone-aware UTC datetimes). They accept their own output,
