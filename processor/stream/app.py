@@ -2,10 +2,11 @@
 stack does it for you).
 
 From settings (`wiring.py`: the Faust app, its topics and tables) it registers the agents (stage 1,
-stage 2, and the ClickHouse sink when `INCENTIVES_SINK_IN_WORKER` is true) and the web pages, and
-tunes this process for them. The modules it imports only define things; every change to the
-process is made here, once, in the order below. Nothing imports this module but Faust (and the
-tests that start a worker's app), so there is no import cycle between the app and its agents.
+stage 2, and the ClickHouse sink when `INCENTIVES_SINK_IN_WORKER` is true), the web pages and the
+watchdog that stops a worker whose fetcher or agent crashed, and tunes this process for them. The
+modules it imports only define things; every change to the process is made here, once, in the
+order below. Nothing imports this module but Faust (and the tests that start a worker's app), so
+there is no import cycle between the app and its agents.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import logging
 from faust.transport.producer import ProducerBuffer
 
 from processor.codec.faust_codec import register_faust_codec
-from processor.stream import faust_patches, pages, quiet_logs, sink, stage1, stage2
+from processor.stream import faust_patches, pages, quiet_logs, sink, stage1, stage2, watchdog
 from processor.stream.rewind import resume_from_state
 from processor.stream.wiring import (
     app,
@@ -28,7 +29,7 @@ from processor.stream.wiring import (
 )
 
 __all__ = ["app", "crosspartner_table", "pages", "partner_events", "partner_table", "program", "repartition",
-           "settings", "sink", "stage1", "stage2"]
+           "settings", "sink", "stage1", "stage2", "watchdog"]
 
 settings.worker_dir.mkdir(parents=True, exist_ok=True)     # INCENTIVES_WORKER_DIR: one per worker process
 for noisy in ("faust", "aiokafka", "kafka", "mode"):      # aiokafka builds DEBUG records per send otherwise

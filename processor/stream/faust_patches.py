@@ -1,5 +1,5 @@
-"""Changes to Faust's consumer: deliver a message without four tasks (throughput), seek hooks, and
-a shorter fetch wait (latency, `FETCH_MAX_WAIT_MS`).
+"""Changes to Faust's consumer: deliver a message without four tasks (throughput), seek hooks, seeks
+on the consumer's own thread (`_seek`), and a shorter fetch wait (latency, `FETCH_MAX_WAIT_MS`).
 
 Faust's `Consumer._drain_messages` hands every message to the conductor inside
 `Service.wait_first(callback(message), suspend_flow.wait())`, which creates and cancels several
@@ -122,11 +122,24 @@ def _create_worker_consumer(self: Any, transport: Any) -> Any:  # pragma: no cov
     return consumer
 
 
+async def _seek(self: Any, partition: Any, offset: int) -> None:  # pragma: no cover - the worker
+    """aiokafka's `seek`, run on the consumer's own thread, as Faust runs every other consumer call.
+
+    Faust calls it directly from the caller's thread, while aiokafka's fetcher runs in the consumer
+    thread's event loop: the seek deletes the partition's fetched records (`Fetcher.seek_to`) under
+    the fetcher's feet and wakes a future of another loop. Under repeated seeks (a partition read
+    again from its watermark while stale messages keep coming) the fetcher raised `KeyError` in
+    `fetched_records`, crashed, and left the worker running without input (found by
+    `tests/integration/test_worker_crash.py` in CI)."""
+    await self._thread.call_thread(self._thread.seek, partition, offset)
+
+
 def install() -> bool:
     """Patch Faust's consumer: the after-seek hooks (the committed offset is never trusted beyond
-    the state) and the fetch wait always, the drain loop only if this is the version it was copied
-    from; False when the drain loop was left alone."""
+    the state), seeks on the consumer's thread and the fetch wait always, the drain loop only if
+    this is the version it was copied from; False when the drain loop was left alone."""
     faust_consumer.Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
+    faust_consumer.ThreadDelegateConsumer._seek = _seek  # type: ignore[method-assign]
     AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
     if faust.__version__ != PATCHED_VERSION:
         return False

@@ -39,3 +39,32 @@ def test_agents_import_without_effects_and_the_app_module_assembles_the_worker(t
     assert {"stage1", "stage2"} <= set(seen["agents_registered"])
     assert seen["pages"] == ["/metrics", "/partners", "/ready"]
     assert (tmp_path / "w").is_dir()
+
+
+WATCH = """
+import json
+import processor.stream.app as assembled
+from processor.stream import watchdog
+stopped = []
+watchdog.crash_stop = lambda where: stopped.append(where)
+ticks = []
+for _ in range(2):
+    watchdog.check()
+ticks.append(list(stopped))
+assembled.app._fetcher._crash(KeyError("partner-events-2"))
+for _ in range(3):
+    watchdog.check()
+    ticks.append(list(stopped))
+print(json.dumps(ticks))
+"""
+
+
+def test_a_crashed_fetcher_stops_the_worker_after_three_checks(tmp_path) -> None:
+    """The watchdog (processor/stream/watchdog.py): nothing while every service runs; a fetcher that
+    crashed and stays crashed stops the worker on the third check, naming the crash."""
+    env = {**os.environ, "INCENTIVES_HOME": str(tmp_path), "INCENTIVES_WORKER_DIR": str(tmp_path / "w")}
+    out = subprocess.run([sys.executable, "-c", WATCH], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ticks = json.loads(out.stdout.strip().splitlines()[-1])
+    assert ticks[0] == [] and ticks[1] == [] and ticks[2] == []
+    assert len(ticks[3]) == 1 and "fetcher (KeyError('partner-events-2'))" in ticks[3][0]
