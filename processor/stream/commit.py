@@ -21,7 +21,8 @@ Each stage says what its partitions write (`PartitionCommit`); the order is this
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 from processor.stream.delivery import deliver
 from processor.stream.folding import OutRecord
@@ -29,28 +30,19 @@ from processor.stream.rewind import Rewinder
 from processor.stream.state_store import TableRecords
 
 
-class PartitionCommit(Protocol):
-    """One partition's part of a folded batch."""
+@dataclass
+class PartitionCommit:
+    """One partition's part of a folded batch; a stage says what its partitions write by overriding
+    `state_records` (and `written`, `lost` when it keeps live state between batches)."""
     tp: Any                        # the input topic-partition
-
-    @property
-    def epoch(self) -> int:
-        """The writer epoch the partition is held with (`state_store.py`)."""
-
-    @property
-    def store(self) -> TableRecords:
-        """Where its state records go."""
-
-    @property
-    def watermark(self) -> int:
-        """The last offset the fold applied."""
-
-    @property
-    def jumped_to(self) -> int | None:
-        """Where the fold met a gap in the offsets, if it did."""
+    epoch: int                     # the writer epoch the partition is held with (`state_store.py`)
+    store: TableRecords            # where its state records go
+    watermark: int                 # the last offset the fold applied
+    jumped_to: int | None          # where the fold met a gap in the offsets, if it did
 
     def state_records(self, watermark: int) -> list[tuple[bytes, bytes]]:
         """The records to write, the meta (with `watermark`) last; none if nothing changed."""
+        raise NotImplementedError
 
     def written(self, ok: bool) -> None:
         """The records are durable. Not `ok`: the store now holds other records too (another

@@ -14,12 +14,11 @@ import os
 import pickle
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from processor.domain.engine import Stage1
 from processor.stream import forwarding, metrics
 from processor.stream.batching import by_held_partition, run_batches
-from processor.stream.commit import commit_batch
+from processor.stream.commit import PartitionCommit, commit_batch
 from processor.stream.delivery import partition_count
 from processor.stream.folding import BatchResult, Message, fold_partition
 from processor.stream.log_check import LogWentBackwards, check_highwater, check_record
@@ -116,27 +115,10 @@ async def stage1(stream):  # type: ignore[no-untyped-def]
 
 
 @dataclass
-class _Commit:
-    """A partition's folded batch, as `commit.commit_batch` writes it."""
-    tp: Any
+class _Commit(PartitionCommit):
+    """A partition's folded batch, with the live state it commits."""
     part: PartitionState
     result: BatchResult
-
-    @property
-    def epoch(self) -> int:
-        return self.part.epoch
-
-    @property
-    def store(self) -> TableRecords:
-        return records(self.tp.partition)
-
-    @property
-    def watermark(self) -> int:
-        return self.part.meta.watermark
-
-    @property
-    def jumped_to(self) -> int | None:
-        return self.result.jumped_to
 
     def state_records(self, watermark: int) -> list[tuple[bytes, bytes]]:
         meta = self.part.meta
@@ -172,7 +154,8 @@ async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
         result = fold_partition(core, part, messages)
         outputs += result.records
         forwards += result.forwards
-        commits.append(_Commit(evs[-1].message.tp, part, result))
+        commits.append(_Commit(evs[-1].message.tp, part.epoch, records(partition), part.meta.watermark,
+                               result.jumped_to, part, result))
         _observe(result)
     if forwards:
         outputs += forwarding.bundles(forwards, await stage2_partitions(), ",".join(map(str, by_partition)),

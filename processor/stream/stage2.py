@@ -17,7 +17,7 @@ from typing import Any
 
 from processor.stream import metrics
 from processor.stream.batching import by_held_partition, run_batches
-from processor.stream.commit import commit_batch
+from processor.stream.commit import PartitionCommit, commit_batch
 from processor.stream.crosspartner_fold import Stage2Result, fold_crosspartner, load_meta
 from processor.stream.folding import Message
 from processor.stream.log_check import LogWentBackwards, check_highwater, check_record
@@ -77,29 +77,13 @@ async def stage2(stream):  # type: ignore[no-untyped-def]
 
 
 @dataclass
-class _Commit:
-    """A partition's folded batch, as `commit.commit_batch` writes it."""
-    tp: Any
-    epoch: int
-    store: TableRecords
+class _Commit(PartitionCommit):
+    """A partition's folded batch; stage 2 keeps no live state between batches (the next one reads
+    the store), so `written` and `lost` have nothing to do."""
     result: Stage2Result
-
-    @property
-    def watermark(self) -> int:
-        return self.result.meta.watermark
-
-    @property
-    def jumped_to(self) -> int | None:
-        return self.result.jumped_to
 
     def state_records(self, watermark: int) -> list[tuple[bytes, bytes]]:
         return self.result.state_records(watermark)
-
-    def written(self, ok: bool) -> None:
-        """Nothing is kept between batches: the next one reads the store."""
-
-    def lost(self) -> None:
-        """Likewise."""
 
 
 async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
@@ -120,5 +104,5 @@ async def process_batch(stream, events) -> None:  # type: ignore[no-untyped-def]
             metrics.DLQ.labels(reason="undecodable").inc(result.dead_letters)
             metrics.EVENTS.labels(event_type="undecodable", outcome="undecodable").inc(result.dead_letters)
         outputs += result.records
-        commits.append(_Commit(tp, writer, store, result))
+        commits.append(_Commit(tp, writer, store, result.meta.watermark, result.jumped_to, result))
     await commit_batch(app, rewinder, outputs, commits, settings.max_message_bytes)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from processor.stream.commit import commit_batch
+from processor.stream.commit import PartitionCommit, commit_batch
 from processor.stream.folding import OutRecord
 
 from .test_delivery import Producer
@@ -54,12 +54,7 @@ class Store:
 
 
 @dataclass
-class Part:
-    tp: str
-    watermark: int
-    store: Store
-    jumped_to: int | None = None
-    epoch: int = 3
+class Part(PartitionCommit):
     changed: bool = True
     told: list[Any] = field(default_factory=list)
 
@@ -81,7 +76,7 @@ def _commit(parts: list[Part], held: set[str], journal: list[Any]) -> None:
 
 def test_outputs_go_before_any_state_and_each_partition_writes_its_records_meta_last() -> None:
     journal: list[Any] = []
-    p0, p1 = Part("t0", 10, Store(journal)), Part("t1", 20, Store(journal))
+    p0, p1 = Part("t0", 3, Store(journal), 10, None), Part("t1", 3, Store(journal), 20, None)
     _commit([p0, p1], {"t0", "t1"}, journal)
     assert [j[0] for j in journal] == ["deliver", "deliver", "write", "write"]
     assert journal[2] == ("write", [b"t0:state", b"t0:meta"], 3)
@@ -90,7 +85,7 @@ def test_outputs_go_before_any_state_and_each_partition_writes_its_records_meta_
 
 def test_a_gap_is_rewound_before_the_state_is_written_at_the_rewound_watermark() -> None:
     journal: list[Any] = []
-    part = Part("t0", 10, Store(journal), jumped_to=14)
+    part = Part("t0", 3, Store(journal), 10, 14)
     _commit([part], {"t0"}, journal)
     assert [j[0] for j in journal] == ["deliver", "deliver", "rewind", "write"]
     assert journal[2] == ("rewind", "t0", 10, 14)
@@ -98,7 +93,7 @@ def test_a_gap_is_rewound_before_the_state_is_written_at_the_rewound_watermark()
 
 def test_a_partition_rebalanced_away_writes_nothing_and_is_told() -> None:
     journal: list[Any] = []
-    gone, kept = Part("t0", 10, Store(journal)), Part("t1", 20, Store(journal))
+    gone, kept = Part("t0", 3, Store(journal), 10, None), Part("t1", 3, Store(journal), 20, None)
     _commit([gone, kept], {"t1"}, journal)
     assert gone.told == [("lost",)]
     assert [j for j in journal if j[0] == "write"] == [("write", [b"t1:state", b"t1:meta"], 3)]
@@ -106,7 +101,8 @@ def test_a_partition_rebalanced_away_writes_nothing_and_is_told() -> None:
 
 def test_nothing_to_write_is_not_written_and_a_refused_write_is_reported() -> None:
     journal: list[Any] = []
-    idle, refused = Part("t0", 10, Store(journal), changed=False), Part("t1", 20, Store(journal, answer=False))
+    idle = Part("t0", 3, Store(journal), 10, None, changed=False)
+    refused = Part("t1", 3, Store(journal, answer=False), 20, None)
     _commit([idle, refused], {"t0", "t1"}, journal)
     assert idle.told == [("records at", 10)]
     assert refused.told == [("records at", 20), ("written", False)]
